@@ -1,0 +1,73 @@
+"""pcsid-async: an asyncio SDK for ClearTax's Saudi (ZATCA) PCSID onboarding APIs.
+
+Renew a device's PCSID, generate CSIDs, follow PCSID generation activities to their
+final answer, and renew thousands of EGS devices within their OTPs' hour.
+
+    async with PcsidClient(token, vat) as client:
+        result = await client.renew(device_id, otp)
+"""
+
+from ._batch import PcsidClient
+from ._client import PRODUCTION_URL, SANDBOX_URL
+from ._config import RetryPolicy
+from ._errors import (
+    ActivityFailedError,
+    ActivityTimeoutError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    InternalServerError,
+    InvalidArgumentError,
+    NotFoundError,
+    OtpExpiredError,
+    PcsidError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+)
+from ._models import (
+    ActivityState,
+    ActivityStatus,
+    CheckOutcome,
+    ComplianceCheck,
+    CsidGenerationResult,
+    ErrorDetail,
+    GenerationStatus,
+    RenewalResult,
+)
+from ._version import __version__
+
+__all__ = [
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ActivityFailedError",
+    "ActivityState",
+    "ActivityStatus",
+    "ActivityTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CheckOutcome",
+    "ClientClosedError",
+    "ComplianceCheck",
+    "CsidGenerationResult",
+    "ErrorDetail",
+    "GenerationStatus",
+    "InternalServerError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OtpExpiredError",
+    "PcsidClient",
+    "PcsidError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RenewalResult",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "__version__",
+]

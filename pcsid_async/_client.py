@@ -1,0 +1,391 @@
+"""The endpoint layer of PcsidClient: input validation, headers, and the three calls.
+
+The public :class:`~pcsid_async.PcsidClient` adds polling (``_polling``) and batch renewal
+(``_batch``) on top of :class:`BaseClient` by subclassing, so imports flow one way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import ssl as ssl_module
+import sys
+import unicodedata
+from collections.abc import Iterable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ._config import RetryPolicy
+from ._decode import decode_activity, decode_csid, decode_renewal, parse_retry_after
+from ._errors import InvalidArgumentError
+from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
+from ._serde import wire_name
+from ._transport import Transport, check_base_url
+from ._version import __version__
+
+__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "BaseClient"]
+
+SANDBOX_URL: Final = "https://api-sandbox.cleartax.com/middle-east/ksa/einvoicing"
+PRODUCTION_URL: Final = "https://api.cleartax.com/middle-east/ksa/einvoicing"
+
+RENEW_PATH: Final = "/onboarding/renew-pcsid"
+GENERATE_PATH: Final = "/onboarding/generate-csid"
+# Characters an activity id may never contain: they could change the URL's path or query.
+_PATH_BREAKERS: Final = frozenset("/\\?#%")
+# RFC 3986 pchar minus "%": everything else allowed in an id is percent-quoted.
+_SAFE_SEGMENT_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
+)
+_MAX_CACHED_VATS: Final = 1024
+
+
+def _bad_text(value: str) -> bool:
+    """Whether ``value`` has whitespace or control characters (header/path injection)."""
+    return any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in value)
+
+
+def check_token_like(value: object, name: str) -> str:
+    """Validate a secret-or-id argument: a non-empty string, no whitespace or controls.
+
+    The message names the argument, never its value (it may be a secret).
+    """
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgumentError(f"{name} must not be blank")
+    if _bad_text(value):
+        raise InvalidArgumentError(f"{name} must not contain whitespace or control characters")
+    return value
+
+
+def check_activity_id(activity_id: object) -> str:
+    """Validate an activity id: one safe URL path segment. Returns it percent-quoted."""
+    value = check_token_like(activity_id, "activity_id")
+    if value in (".", "..") or ".." in value or any(ch in _PATH_BREAKERS for ch in value):
+        raise InvalidArgumentError(
+            "activity_id must be a single path segment (no '/', '\\', '..', '?', '#', '%')"
+        )
+    if all(ch in _SAFE_SEGMENT_CHARS for ch in value):
+        return value
+    return quote(value, safe="".join(sorted(_SAFE_SEGMENT_CHARS)))
+
+
+def _check_positive(value: object, name: str, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _default_user_agent() -> str:
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
+
+
+class BaseClient:
+    """ClearTax KSA onboarding calls: ``renew``, ``get_status``, ``generate_csid``.
+
+    Not used directly: :class:`~pcsid_async.PcsidClient` is this plus polling and batches.
+    """
+
+    def __init__(
+        self,
+        auth_token: str,
+        vat: str,
+        *,
+        base_url: str | URL = SANDBOX_URL,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 100,
+        rate_limit: float | None = None,
+        user_agent: str | None = None,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+    ) -> None:
+        """Create a client. No I/O happens here; the session is created on first use.
+
+        Args:
+            auth_token: the ClearTax API token (a secret: never shown in reprs or errors).
+            vat: the default VAT (or group VAT) number; override per call with ``vat=``.
+            base_url: :data:`SANDBOX_URL` (default), :data:`PRODUCTION_URL`, or a test
+                server. Must be https; plain http only for loopback hosts.
+            timeout: seconds for one attempt of one request (connect, send, answer);
+                ``None`` for no limit.
+            retry: the :class:`RetryPolicy`; the default retries safe calls only.
+            session: an ``aiohttp.ClientSession`` to borrow. It stays the caller's: the
+                client never closes it. Without one, the client creates its own inside
+                the running loop and closes it in :meth:`close`.
+            max_connections: the most requests in flight at once through this client.
+            rate_limit: optional requests per second shared by every call of this client.
+            user_agent: the User-Agent header; defaults to ``pcsid-async/<version> ...``.
+            trace_configs: extra ``aiohttp.TraceConfig`` for the client's own session.
+            ssl: an ``ssl.SSLContext`` (e.g. a private CA), ``True`` to verify with the
+                system's CAs, or ``False`` (loopback ``base_url`` only) to skip checks.
+
+        Raises:
+            ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
+
+        """
+        self._token = check_token_like(auth_token, "auth_token")
+        self._vat = check_token_like(vat, "vat")
+        if not isinstance(ssl, (bool, ssl_module.SSLContext)):
+            raise InvalidArgumentError("ssl must be an ssl.SSLContext, True or False")
+        try:
+            self._base_url = check_base_url(base_url, ssl=ssl)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        self._timeout = _check_positive(timeout, "timeout", allow_none=True)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidArgumentError("max_connections must be an integer >= 1")
+        if max_connections < 1:
+            raise InvalidArgumentError("max_connections must be an integer >= 1")
+        self._rate_limit = _check_positive(rate_limit, "rate_limit", allow_none=True)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy or None")
+        self._retry = retry or RetryPolicy()
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
+        if user_agent is None:
+            user_agent = _default_user_agent()
+        elif (
+            not isinstance(user_agent, str)
+            or not user_agent.strip()
+            or any(unicodedata.category(ch)[0] == "C" for ch in user_agent)
+        ):
+            raise InvalidArgumentError("user_agent must be a non-blank string without controls")
+        self._user_agent = user_agent
+        self._max_connections = max_connections
+        self._transport = Transport(
+            base_url=self._base_url,
+            timeout=self._timeout,
+            retry=self._retry,
+            session=session,
+            max_connections=max_connections,
+            rate_limit=self._rate_limit,
+            trace_configs=trace_configs,
+            ssl=ssl,
+        )
+        self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BaseClient:
+        await self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the client's own session (a borrowed one stays open). Idempotent.
+
+        A closed client refuses further calls with :class:`ClientClosedError`.
+        """
+        await self._transport.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._transport.closed
+
+    @property
+    def base_url(self) -> str:
+        """The base URL requests go to."""
+        return str(self._base_url)
+
+    @property
+    def vat(self) -> str:
+        """The default VAT number."""
+        return self._vat
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy."""
+        return self._retry
+
+    @property
+    def max_connections(self) -> int:
+        """The most requests in flight at once through this client."""
+        return self._max_connections
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} base_url={self.base_url!r} vat={self._vat!r} {state}>"
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _headers(self, vat: str | None, *, post: bool) -> dict[str, str]:
+        vat = self._vat if vat is None else check_token_like(vat, "vat")
+        key = (vat, post)
+        headers = self._header_cache.get(key)
+        if headers is None:
+            headers = {
+                "x-cleartax-auth-token": self._token,
+                "vat": vat,
+                "Accept": "application/json",
+                "User-Agent": self._user_agent,
+            }
+            if post:
+                headers["Content-Type"] = "application/json"
+            if len(self._header_cache) >= _MAX_CACHED_VATS:
+                self._header_cache.clear()
+            self._header_cache[key] = headers
+        return headers
+
+    def _otp_body(self, device_id: object, otp: object) -> tuple[bytes, str]:
+        device = check_token_like(device_id, "device_id")
+        code = check_token_like(otp, "otp")
+        body = json.dumps({wire_name("device_id"): device, wire_name("otp"): code})
+        return body.encode(), code
+
+    # --- the calls -----------------------------------------------------------------------------
+
+    async def renew(self, device_id: str, otp: str, *, vat: str | None = None) -> RenewalResult:
+        """Renew a device's PCSID with a one-time password from ZATCA's Fatoora portal.
+
+        The OTP works once, so this POST is retried only when it provably never reached the
+        server, or on 429 (see :class:`RetryPolicy`).
+
+        Args:
+            device_id: the EGS unit's device id (it must already have a PCSID).
+            otp: the one-time password (valid one hour, single use).
+            vat: the VAT number for this call, if not the client's default.
+
+        Returns:
+            The :class:`RenewalResult`; ``status`` is GENERATED on success.
+
+        Raises:
+            BadRequestError: validation failed (unknown device, no PCSID, spent OTP, ...).
+            APIConnectionError: no answer; check ``may_have_reached_server`` before reusing
+                the OTP.
+
+        """
+        body, otp_value = self._otp_body(device_id, otp)
+        headers = self._headers(vat, post=True)
+        secrets = (self._token, otp_value)
+        return await self._transport.call(
+            "POST",
+            RENEW_PATH,
+            headers=headers,
+            body=body,
+            decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
+            safe=False,
+        )
+
+    async def generate_csid(
+        self, device_id: str, otp: str, *, vat: str | None = None
+    ) -> CsidGenerationResult:
+        """Generate a device's CSID and start the activity that generates its PCSID.
+
+        Not idempotent: a second call for the same device fails with 400 (ErrorCode 6002).
+        Follow the returned ``activity_id`` with :meth:`await_activity`.
+
+        Args:
+            device_id: the EGS unit's device id.
+            otp: the one-time password (valid one hour, single use).
+            vat: the VAT number for this call, if not the client's default.
+
+        Returns:
+            The :class:`CsidGenerationResult`, carrying ``activity_id``.
+
+        """
+        body, otp_value = self._otp_body(device_id, otp)
+        headers = self._headers(vat, post=True)
+        secrets = (self._token, otp_value)
+        return await self._transport.call(
+            "POST",
+            GENERATE_PATH,
+            headers=headers,
+            body=body,
+            decode=partial(decode_csid, method="POST", path=GENERATE_PATH, secrets=secrets),
+            safe=False,
+        )
+
+    async def get_status(self, activity_id: str, *, vat: str | None = None) -> ActivityStatus:
+        """Read a PCSID generation activity's status once.
+
+        A FAILED activity is an answer, not an error: the provider sends it as HTTP 500 with
+        an activity body, and this returns it with ``state == FAILED``.
+
+        Args:
+            activity_id: ``PcsidGenerationActivityId`` from :meth:`generate_csid`.
+            vat: the VAT number for this call, if not the client's default.
+
+        Returns:
+            The :class:`ActivityStatus`.
+
+        """
+        segment = check_activity_id(activity_id)
+        path = f"/onboarding/{segment}/pcsid-status"
+        return await self._transport.call(
+            "GET",
+            path,
+            headers=self._headers(vat, post=False),
+            body=None,
+            decode=partial(
+                decode_activity,
+                activity_id=str(activity_id),
+                method="GET",
+                path=path,
+                secrets=(self._token,),
+            ),
+            safe=True,
+        )
+
+    async def _poll_status(
+        self, activity_id: str, *, vat: str | None, timeout: float | None
+    ) -> tuple[ActivityStatus, float | None]:
+        """One attempt of ``get_status`` for the poller: the status and any Retry-After.
+
+        No request-level retries: the poller's schedule rides out transient failures, so
+        the two never multiply.
+        """
+        segment = check_activity_id(activity_id)
+        path = f"/onboarding/{segment}/pcsid-status"
+        token = self._token
+
+        def decode(
+            status: int, headers: Mapping[str, str], body: bytes
+        ) -> tuple[ActivityStatus, float | None]:
+            model = decode_activity(
+                status,
+                headers,
+                body,
+                activity_id=activity_id,
+                method="GET",
+                path=path,
+                secrets=(token,),
+            )
+            return model, parse_retry_after(headers.get("Retry-After"))
+
+        return await self._transport.call(
+            "GET",
+            path,
+            headers=self._headers(vat, post=False),
+            body=None,
+            decode=decode,
+            safe=True,
+            retries=False,
+            timeout=timeout,
+        )
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        """Whether the retry policy would retry ``exc`` for a safe call."""
+        return self._transport.is_retryable(exc, safe=True)

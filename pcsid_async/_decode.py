@@ -1,0 +1,281 @@
+"""Pure decoding: (status, headers, body) -> model, or a typed exception. No I/O here.
+
+Everything the wire can send lands in exactly one of: a model, an
+:class:`~pcsid_async.APIStatusError` subclass, or a
+:class:`~pcsid_async.ResponseDecodeError`. The secrets of the call (the token, the OTP) are
+scrubbed from every piece of server-provided text that ends up in an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
+from typing import Final, TypeVar
+
+import attrs
+
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+)
+from ._models import ActivityState, ActivityStatus, CsidGenerationResult, ErrorDetail, RenewalResult
+from ._serde import errors_from_body, structure_activity, structure_csid, structure_renewal
+
+__all__ = [
+    "decode_activity",
+    "decode_csid",
+    "decode_renewal",
+    "error_for_status",
+    "parse_retry_after",
+    "scrub",
+]
+
+_T = TypeVar("_T")
+
+BODY_EXCERPT_LIMIT: Final = 500
+_REDACTED: Final = "[redacted]"
+# Secrets shorter than this are not scrubbed: replacing "1" everywhere would mangle text
+# while protecting nothing (no real token or ZATCA OTP is that short).
+_MIN_SECRET_LEN: Final = 4
+_REQUEST_ID_HEADERS: Final = (
+    "x-request-id",
+    "x-correlation-id",
+    "x-amzn-requestid",
+    "x-amz-request-id",
+    "x-amzn-trace-id",
+)
+_STATUS_ERRORS: Final[Mapping[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_NOT_JSON: Final = object()
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret in ``text``."""
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET_LEN and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _scrub_detail(detail: ErrorDetail, secrets: tuple[str, ...]) -> ErrorDetail:
+    message = scrub(detail.message, secrets)
+    code = scrub(detail.code, secrets)
+    if message == detail.message and code == detail.code:
+        return detail
+    return attrs.evolve(detail, message=message, code=code)
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Parse ``Retry-After`` (delay-seconds or an HTTP date) into seconds from now.
+
+    Returns ``None`` when absent or unreadable; never a negative number.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _load_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _excerpt(body: bytes, secrets: tuple[str, ...]) -> str:
+    # Decode a little more than the limit so scrubbing can see a secret cut at the edge.
+    text = body[: BODY_EXCERPT_LIMIT * 4].decode("utf-8", errors="replace")
+    return scrub(text, secrets)[:BODY_EXCERPT_LIMIT]
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    secrets: tuple[str, ...] = (),
+) -> APIStatusError:
+    """Build the typed exception for an error answer (any status outside 2xx)."""
+    parsed = _load_json(body)
+    errors = tuple(
+        _scrub_detail(d, secrets)
+        for d in (errors_from_body(parsed) if parsed is not _NOT_JSON else ())
+    )
+    if status in _STATUS_ERRORS:
+        cls = _STATUS_ERRORS[status]
+    elif 500 <= status <= 599:
+        cls = InternalServerError
+    else:
+        cls = APIStatusError
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "HTTP error"
+    message = f"{status} {phrase} for {method} {path}"
+    if errors:
+        message += ": " + "; ".join(str(e) for e in errors[:3])
+        if len(errors) > 3:
+            message += f" (+{len(errors) - 3} more)"
+    elif 300 <= status <= 399:
+        message += " (redirects are not followed: check base_url)"
+    return cls(
+        message,
+        status_code=status,
+        method=method,
+        path=path,
+        errors=errors,
+        body_excerpt=_excerpt(body, secrets),
+        request_id=_request_id(headers),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )
+
+
+def _decode_success(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    structure: Callable[[object], _T],
+    *,
+    method: str,
+    path: str,
+    secrets: tuple[str, ...],
+) -> _T:
+    if not 200 <= status <= 299:
+        raise error_for_status(status, headers, body, method=method, path=path, secrets=secrets)
+    parsed = _load_json(body)
+    if parsed is _NOT_JSON:
+        raise ResponseDecodeError(
+            "body is not JSON" if body.strip() else "body is empty",
+            body_excerpt=_excerpt(body, secrets),
+            status_code=status,
+        )
+    try:
+        return structure(parsed)
+    except ResponseDecodeError as exc:
+        exc.body_excerpt = _excerpt(body, secrets)
+        exc.status_code = status
+        raise
+
+
+def decode_renewal(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "POST",
+    path: str = "/onboarding/renew-pcsid",
+    secrets: tuple[str, ...] = (),
+) -> RenewalResult:
+    """Decode a renew-pcsid answer."""
+    result = _decode_success(
+        status, headers, body, structure_renewal, method=method, path=path, secrets=secrets
+    )
+    if result.errors and secrets:
+        result = attrs.evolve(
+            result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
+        )
+    return result
+
+
+def decode_csid(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "POST",
+    path: str = "/onboarding/generate-csid",
+    secrets: tuple[str, ...] = (),
+) -> CsidGenerationResult:
+    """Decode a generate-csid answer."""
+    result = _decode_success(
+        status, headers, body, structure_csid, method=method, path=path, secrets=secrets
+    )
+    if result.errors and secrets:
+        result = attrs.evolve(
+            result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
+        )
+    return result
+
+
+def _is_activity_body(parsed: object) -> bool:
+    if not isinstance(parsed, Mapping):
+        return False
+    state = parsed.get("Status")
+    return (
+        "ActivityType" in parsed and isinstance(state, str) and state in ActivityState.__members__
+    )
+
+
+def decode_activity(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    activity_id: str,
+    method: str = "GET",
+    path: str = "",
+    secrets: tuple[str, ...] = (),
+) -> ActivityStatus:
+    """Decode a pcsid-status answer, including the FAILED-as-HTTP-500 quirk.
+
+    A 500 whose body is an activity (``ActivityType`` and a valid ``Status``) is the
+    provider's way of reporting a FAILED activity and decodes to an
+    :class:`~pcsid_async.ActivityStatus`. Any other 500 is an
+    :class:`~pcsid_async.InternalServerError`.
+    """
+    path = path or f"/onboarding/{activity_id}/pcsid-status"
+    if status == 500:
+        parsed = _load_json(body)
+        if _is_activity_body(parsed):
+            try:
+                return structure_activity(parsed, activity_id)
+            except ResponseDecodeError:
+                pass
+        raise error_for_status(status, headers, body, method=method, path=path, secrets=secrets)
+    return _decode_success(
+        status,
+        headers,
+        body,
+        lambda parsed: structure_activity(parsed, activity_id),
+        method=method,
+        path=path,
+        secrets=secrets,
+    )

@@ -1,0 +1,357 @@
+"""The package's own cattrs converter: wire-name rule, tolerant nesting, timestamps.
+
+The wire speaks PascalCase (``DeviceId``); models are snake_case (``device_id``). The rule is
+:func:`wire_name`, applied to every attrs model by a hook factory, so models carry no
+wire annotations. Unknown keys are ignored everywhere. cattrs' validation errors become a
+single :class:`~pcsid_async.ResponseDecodeError` whose reason names the wire field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._errors import ResponseDecodeError
+from ._models import (
+    ActivityStatus,
+    CheckOutcome,
+    ComplianceCheck,
+    CsidGenerationResult,
+    ErrorDetail,
+    FrozenMap,
+    RenewalResult,
+)
+
+__all__ = [
+    "converter",
+    "errors_from_body",
+    "parse_timestamp",
+    "structure_activity",
+    "structure_csid",
+    "structure_renewal",
+    "wire_name",
+]
+
+_T = TypeVar("_T")
+
+# Field names whose wire name is not simply the field's PascalCase.
+_WIRE_EXCEPTIONS: Final[Mapping[str, str]] = {
+    "errors": "ErrorList",
+    "activity_id": "PcsidGenerationActivityId",
+    "state": "Status",
+    "code": "ErrorCode",
+    "message": "ErrorMessage",
+    "source": "ErrorSource",
+}
+
+
+def wire_name(field: str) -> str:
+    """Return the wire name of a model field: ``device_id`` -> ``DeviceId``."""
+    try:
+        return _WIRE_EXCEPTIONS[field]
+    except KeyError:
+        return "".join(part[:1].upper() + part[1:] for part in field.split("_"))
+
+
+# --- timestamps ------------------------------------------------------------------------------
+
+_ISO_RE: Final = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+# Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_THRESHOLD: Final = 100_000_000_000
+
+
+def _from_epoch(value: float) -> dt.datetime:
+    if abs(value) >= _MS_THRESHOLD:
+        value = value / 1000.0
+    return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    if sys.version_info >= (3, 11):  # pragma: no branch - the fast path where it exists
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed.astimezone(dt.timezone.utc)
+    match = _ISO_RE.match(text)
+    if match is None:
+        raise ValueError(f"not an ISO-8601 timestamp: {text[:40]!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    tz = dt.timezone.utc
+    if zone and zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        tz = dt.timezone(sign * offset)
+    parsed = dt.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
+    )
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def parse_timestamp(value: object) -> dt.datetime:
+    """Parse a wire timestamp into an aware UTC datetime.
+
+    Accepts ISO-8601 (``Z`` or an offset, with or without fractions; no zone means UTC) and
+    epoch seconds or milliseconds, as numbers or numeric strings.
+
+    Raises:
+        ValueError: for anything else.
+
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a timestamp, got a boolean")
+    if isinstance(value, (int, float)):
+        try:
+            return _from_epoch(value)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"epoch value out of range: {value!r}") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return _parse_iso(text)
+        return parse_timestamp(number)
+    raise ValueError(f"expected a timestamp, got {type(value).__name__}")
+
+
+# --- the converter ---------------------------------------------------------------------------
+
+converter: Final = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _structure_str(value: object, _: object) -> str:
+    # cattrs' default str() would turn a dict into "{...}"; a number is a tolerable id/code.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_int(value: object, _: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"expected a whole number, got {value!r:.40}")
+
+
+def _structure_datetime(value: object, _: object) -> dt.datetime:
+    return parse_timestamp(value)
+
+
+def _structure_error_detail(value: object, _: object) -> ErrorDetail:
+    detail = _error_detail(value)
+    if detail is None:
+        raise ValueError("expected an Error Details object")
+    return detail
+
+
+def _structure_errors(value: object, _: object) -> tuple[ErrorDetail, ...]:
+    return errors_from_body(value)
+
+
+def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in cls)
+        raise ValueError(f"{value!r:.40} is not one of {allowed}") from None
+
+
+def _structure_check(value: object, _: object) -> CheckOutcome:
+    return CheckOutcome.from_raw(_structure_str(value, None))
+
+
+def _structure_checks(value: object, _: object) -> Mapping[ComplianceCheck, CheckOutcome]:
+    if not isinstance(value, Mapping):
+        raise ValueError("expected an object of checks")
+    checks = {}
+    for name, text in value.items():
+        try:
+            checks[ComplianceCheck(name)] = _structure_check(text, None)
+        except ValueError as exc:
+            raise ValueError(f"{name} {exc}") from None
+    return FrozenMap(checks)
+
+
+def _attrs_hook_factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    renames = {a.name: override(rename=wire_name(a.name)) for a in attrs.fields(cls)}
+    return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(dt.datetime, _structure_datetime)
+converter.register_structure_hook(ErrorDetail, _structure_error_detail)
+converter.register_structure_hook_func(lambda t: t == tuple[ErrorDetail, ...], _structure_errors)
+converter.register_structure_hook_func(
+    lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _structure_enum
+)
+converter.register_structure_hook(CheckOutcome, _structure_check)
+converter.register_structure_hook_func(
+    lambda t: t == Mapping[ComplianceCheck, CheckOutcome], _structure_checks
+)
+converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
+
+
+# --- error details (never fail: they describe a failure already) ------------------------------
+
+
+def _error_detail(item: object) -> ErrorDetail | None:
+    if not isinstance(item, Mapping):
+        return None
+    code = item.get("ErrorCode")
+    message = item.get("ErrorMessage")
+    if code is None and message is None:
+        return None
+    source = item.get("ErrorSource")
+    path = item.get("Path")
+    return ErrorDetail(
+        code="" if code is None else str(code),
+        message="" if message is None else str(message),
+        source=None if source is None else str(source),
+        path=None if path is None else str(path),
+    )
+
+
+def errors_from_body(body: object) -> tuple[ErrorDetail, ...]:
+    """Extract error details from any error body shape the provider uses.
+
+    Accepts an object with ``ErrorList``, a bare Error Details object, a top-level array of
+    them, or anything else (which yields no details). Never raises.
+    """
+    if isinstance(body, Mapping):
+        if "ErrorList" in body:
+            return errors_from_body(body["ErrorList"])
+        single = _error_detail(body)
+        return () if single is None else (single,)
+    if isinstance(body, list):
+        return tuple(d for d in map(_error_detail, body) if d is not None)
+    return ()
+
+
+# --- structuring entry points ----------------------------------------------------------------
+
+_PATH_SEGMENT: Final = re.compile(r"\.([a-z_][a-z0-9_]*)")
+
+
+def _format_exception(exc: BaseException, type_: type[Any] | None) -> str:
+    # Our hooks raise ValueErrors that already say what was wrong and with what value.
+    if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        lines = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
+        # "... @ $.total_count" -> "TotalCount: ..."
+        out = []
+        for line in lines:
+            text, _, path = line.rpartition(" @ ")
+            wire = _PATH_SEGMENT.sub(lambda m: "." + wire_name(m.group(1)), path)
+            out.append(f"{wire.removeprefix('$.').removeprefix('$')}: {text}")
+        return "; ".join(out)
+    return str(exc)
+
+
+def _structure(data: object, cls: type[_T]) -> _T:
+    if not isinstance(data, Mapping):
+        raise ResponseDecodeError(f"expected a JSON object, got {_json_type(data)}")
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise ResponseDecodeError(_reason(exc)) from None
+
+
+def _json_type(data: object) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "a boolean"
+    if isinstance(data, (int, float)):
+        return "a number"
+    if isinstance(data, str):
+        return "a string"
+    if isinstance(data, list):
+        return "an array"
+    return type(data).__name__  # pragma: no cover - json.loads makes nothing else
+
+
+def structure_renewal(data: object) -> RenewalResult:
+    """Structure a renew-pcsid answer body."""
+    return _structure(data, RenewalResult)
+
+
+def structure_csid(data: object) -> CsidGenerationResult:
+    """Structure a generate-csid answer body."""
+    return _structure(data, CsidGenerationResult)
+
+
+_CHECK_NAMES: Final = tuple(c.value for c in ComplianceCheck)
+_COUNT_NAMES: Final = ("TotalCount", "SuccessCount", "FailureCount")
+
+
+def _as_mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def structure_activity(data: object, activity_id: str) -> ActivityStatus:
+    """Structure a pcsid-status body, tolerating every nesting the contract allows.
+
+    Counts may sit in ``RequestMetaInfo``, ``ResponseInfo`` or at top level;
+    ``ResponseMetaData`` inside ``ResponseInfo`` or at top level; either container may be
+    ``null`` or absent, and each check field is optional.
+    """
+    body = _as_mapping(data)
+    if body is None:
+        raise ResponseDecodeError(f"expected a JSON object, got {_json_type(data)}")
+    if body.get("Status") is None:
+        raise ResponseDecodeError("Status: required field missing")
+    request_meta = _as_mapping(body.get("RequestMetaInfo"))
+    response_info = _as_mapping(body.get("ResponseInfo"))
+    meta = _as_mapping(body.get("ResponseMetaData"))
+    if meta is None and response_info is not None:
+        meta = _as_mapping(response_info.get("ResponseMetaData"))
+
+    flat: dict[str, Any] = {
+        "PcsidGenerationActivityId": activity_id,
+        "ActivityType": body.get("ActivityType"),
+        "Status": body["Status"],
+        "CreatedAt": body.get("CreatedAt"),
+        "UpdatedAt": body.get("UpdatedAt"),
+        "CompletedAt": body.get("CompletedAt"),
+        "ErrorList": body.get("ErrorList"),
+    }
+    containers = [c for c in (request_meta, response_info, body, meta) if c is not None]
+    for name in _COUNT_NAMES:
+        for container in containers:
+            if container.get(name) is not None:
+                flat[name] = container[name]
+                break
+    if meta is not None:
+        flat["PcsidGenerated"] = meta.get("PcsidGenerated")
+        flat["Checks"] = {n: meta[n] for n in _CHECK_NAMES if meta.get(n) is not None}
+    return _structure(flat, ActivityStatus)

@@ -1,0 +1,442 @@
+"""The one place that touches aiohttp: session ownership, pacing, timeouts, retries.
+
+Every request goes through :meth:`Transport.call`:
+
+1. a concurrency gate (at or below the connector's limit, so no request burns its timeout
+   queueing for a pooled connection: aiohttp counts pool-queue time against the timeout);
+2. the pacer: a client-wide pause while a server-sent ``Retry-After`` runs, then the optional
+   ``rate_limit`` spacing;
+3. the request, with redirects off and the timeout applied per attempt;
+4. translation of aiohttp's errors into ours, deciding ``may_have_reached_server`` from
+   whether aiohttp actually began writing the request (its tracing tells us);
+5. the caller's decoder, then the retry decision, driven by ``backoff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import ssl as ssl_module
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, Final, Generic, TypeVar
+
+import aiohttp
+import backoff
+from yarl import URL
+
+from ._config import RetryPolicy
+from ._decode import parse_retry_after
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    InternalServerError,
+    PcsidError,
+    RateLimitError,
+)
+
+__all__ = ["Decoder", "Transport"]
+
+_T = TypeVar("_T")
+Decoder = Callable[[int, Mapping[str, str], bytes], _T]
+
+logger: Final = logging.getLogger("pcsid_async")
+
+# Statuses a safe call retries. 501, 505 and friends are not transient.
+_RETRYABLE_5XX: Final = frozenset({500, 502, 503, 504})
+# Statuses whose Retry-After pauses every request of the client.
+_PAUSING: Final = frozenset({429, 503})
+
+
+class _SendTrace:
+    """Per-request trace context: whether aiohttp started writing this request."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = False
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession,
+    ctx: Any,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    # aiohttp fires this just before it buffers the request line and headers: if it never
+    # fired, not one byte of the request went out.
+    trace = ctx.trace_request_ctx
+    if isinstance(trace, _SendTrace):
+        trace.written = True
+
+
+def _write_trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_on_headers_sent)
+    config.freeze()
+    return config
+
+
+class _Pacer:
+    """A client-wide pause (server's Retry-After) and an optional requests-per-second spacing."""
+
+    __slots__ = ("_interval", "_next_slot", "_paused_until")
+
+    def __init__(self, rate_limit: float | None) -> None:
+        self._interval = 1.0 / rate_limit if rate_limit else 0.0
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+
+    @property
+    def paused_until(self) -> float:
+        """The loop time until which no new request may start."""
+        return self._paused_until
+
+    def pause(self, seconds: float) -> None:
+        """Hold every new request for ``seconds`` from now (never shortens a running pause)."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._paused_until = max(until, self._paused_until)
+
+    async def wait(self) -> None:
+        """Return when a new request may start."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self._paused_until > now:
+                await asyncio.sleep(self._paused_until - now)
+                continue
+            if self._interval:
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + self._interval
+                if slot > now:
+                    await asyncio.sleep(slot - now)
+                    if self._paused_until > loop.time():
+                        continue
+            return
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """Sends requests for one client; owns (or borrows) an ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        timeout: float | None,
+        retry: RetryPolicy,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        rate_limit: float | None,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None,
+        ssl: ssl_module.SSLContext | bool,
+    ) -> None:
+        self._base = str(base_url).rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._policy = retry
+        self._session = session
+        self._owns_session = session is None
+        # A borrowed session has its own trace configs; we cannot add ours to it, so for it
+        # "reached the server" falls back to the exception type (see _connection_error).
+        self._traced = session is None
+        self._max_connections = max_connections
+        self._trace_configs = list(trace_configs or ())
+        self._ssl = ssl
+        self._gate = asyncio.Semaphore(max_connections)
+        self._pacer = _Pacer(rate_limit)
+        self._closed = False
+        # Configured here, per client, not by import-time decorators. Two retriers, because
+        # backoff's giveup sees only the exception and safety is a property of the call.
+        self._retry_safe = self._retrier(safe=True)(self._attempt)
+        self._retry_unsafe = self._retrier(safe=False)(self._attempt)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def pacer(self) -> _Pacer:
+        """The client-wide pacer (the batch engine reads its pause)."""
+        return self._pacer
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this PcsidClient is closed; create a new one")
+        if self._session is None:
+            # Created here, inside the running loop, on first use; closed by close().
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                trace_configs=[_write_trace_config(), *self._trace_configs],
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def open(self) -> None:
+        """Create the owned session now (inside the running loop)."""
+        self._get_session()
+
+    async def close(self) -> None:
+        """Close the owned session; a borrowed one is left to its owner. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    # --- retries -------------------------------------------------------------------------------
+
+    def _wait_gen(self) -> Generator[float, BaseException | None, None]:
+        exc = yield 0.0  # primed by backoff with send(None); the value is discarded
+        retry = 0
+        while True:
+            retry += 1
+            delay = self._policy.backoff_delay(retry)
+            # Equal jitter: never zero, and thousands of clients do not retry in step.
+            delay = random.uniform(delay / 2, delay)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            exc = yield delay
+
+    def _retrier(self, *, safe: bool) -> Any:
+        return backoff.on_exception(
+            self._wait_gen,
+            PcsidError,
+            max_tries=self._policy.max_attempts,
+            max_time=self._policy.max_elapsed,
+            jitter=None,  # _wait_gen jitters itself, so Retry-After is never jittered down
+            giveup=lambda exc: not self.is_retryable(exc, safe=safe),
+            on_backoff=self._on_backoff,
+            logger=None,
+        )
+
+    def is_retryable(self, exc: BaseException, *, safe: bool) -> bool:
+        """Whether the policy retries ``exc`` for a safe (GET) or single-use (POST) call."""
+        policy = self._policy
+        if (
+            isinstance(exc, APIStatusError)
+            and exc.retry_after is not None
+            and exc.retry_after > policy.max_retry_after
+        ):
+            return False
+        if isinstance(exc, RateLimitError):
+            return True  # the server refused without processing
+        if isinstance(exc, APIConnectionError):
+            return not exc.may_have_reached_server or safe or policy.retry_unsafe
+        if isinstance(exc, InternalServerError) and exc.status_code in _RETRYABLE_5XX:
+            return safe or policy.retry_unsafe
+        return False
+
+    def _on_backoff(self, details: Any) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            exc = details.get("exception")
+            logger.debug(
+                "retrying after %s (attempt %d failed, waiting %.3f s)",
+                type(exc).__name__,
+                details["tries"],
+                details["wait"],
+            )
+
+    # --- one call ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        decode: Callable[[int, Mapping[str, str], bytes], _T],
+        safe: bool,
+        retries: bool = True,
+        timeout: float | None = None,
+    ) -> _T:
+        """Send one logical call, retrying per the policy, and return the decoded model.
+
+        Args:
+            method: the HTTP method.
+            path: the path below the base URL (already validated and quoted).
+            headers: the request headers.
+            body: the request body, if any.
+            decode: turns (status, headers, body) into the result, or raises.
+            safe: whether the call may be repeated (GET) or carries a single-use OTP.
+            retries: ``False`` for exactly one attempt (the poller schedules its own).
+            timeout: this call's per-attempt timeout, if not the client's.
+
+        """
+        if self._closed:
+            raise ClientClosedError("this PcsidClient is closed; create a new one")
+        state = _CallState(method, path, headers, body, decode, safe)
+        if timeout is not None:
+            state.timeout = aiohttp.ClientTimeout(total=timeout)
+        if not retries or self._policy.max_attempts == 1:
+            return await self._attempt(state)
+        retrying = self._retry_safe if safe else self._retry_unsafe
+        result: _T = await retrying(state)
+        return result
+
+    async def _attempt(self, state: _CallState[_T]) -> _T:
+        state.attempt += 1
+        async with self._gate:
+            await self._pacer.wait()
+            status, headers, body = await self._send(state)
+        if status in _PAUSING:
+            self._maybe_pause(status, headers)
+        return state.decode(status, headers, body)
+
+    def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
+        seconds = parse_retry_after(headers.get("Retry-After"))
+        if seconds:
+            seconds = min(seconds, self._policy.max_retry_after)
+            logger.info("server answered %d: pausing new requests for %.3f s", status, seconds)
+            self._pacer.pause(seconds)
+
+    async def _send(self, state: _CallState[Any]) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._get_session()
+        trace = _SendTrace()
+        started = time.perf_counter()
+        url = self._base + state.path
+        try:
+            async with session.request(
+                state.method,
+                url,
+                data=state.body,
+                headers=state.headers,
+                allow_redirects=False,
+                trace_request_ctx=trace,
+                timeout=state.timeout or self._timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                headers = response.headers
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise self._timeout_error(state, trace, exc) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self._connection_error(state, trace, exc) from exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (attempt %d, %.1f ms)",
+                state.method,
+                state.path,
+                status,
+                state.attempt,
+                (time.perf_counter() - started) * 1000,
+            )
+        return status, headers, body
+
+    def _reached(self, trace: _SendTrace, exc: BaseException) -> bool:
+        if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+            return False  # no connection was ever established
+        if self._traced:
+            return trace.written
+        return True  # a borrowed session cannot tell us: assume the worst
+
+    def _timeout_error(
+        self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
+    ) -> APITimeoutError:
+        reached = self._reached(trace, exc)
+        logger.debug(
+            "%s %s -> timeout (attempt %d, may have reached server: %s)",
+            state.method,
+            state.path,
+            state.attempt,
+            reached,
+        )
+        seconds = (state.timeout or self._timeout).total
+        return APITimeoutError(
+            f"{state.method} {state.path}: no answer within {seconds} s"
+            + (" (the request may have been processed)" if reached else ""),
+            method=state.method,
+            path=state.path,
+            may_have_reached_server=reached,
+        )
+
+    def _connection_error(
+        self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
+    ) -> APIConnectionError:
+        reached = self._reached(trace, exc)
+        logger.debug(
+            "%s %s -> %s (attempt %d, may have reached server: %s)",
+            state.method,
+            state.path,
+            type(exc).__name__,
+            state.attempt,
+            reached,
+        )
+        detail = _describe(exc)
+        return APIConnectionError(
+            f"{state.method} {state.path}: {detail}"
+            + (" (the request may have been processed)" if reached else ""),
+            method=state.method,
+            path=state.path,
+            may_have_reached_server=reached,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    # aiohttp's messages name host and port, never headers or bodies.
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without answering"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate verification failed: {exc}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _CallState(Generic[_T]):
+    """Per-call state threaded through the retries of one logical call."""
+
+    __slots__ = ("attempt", "body", "decode", "headers", "method", "path", "safe", "timeout")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        decode: Callable[[int, Mapping[str, str], bytes], _T],
+        safe: bool,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.decode = decode
+        self.safe = safe
+        self.attempt = 0
+        self.timeout: aiohttp.ClientTimeout | None = None
+
+
+def check_base_url(base_url: str | URL, *, ssl: ssl_module.SSLContext | bool) -> URL:
+    """Validate ``base_url``: https (http only for loopback hosts), a host, no query."""
+    try:
+        url = URL(str(base_url))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"base_url is not a URL: {exc}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError("base_url must be an absolute https:// URL")
+    loopback = _is_loopback_host(url.host)
+    if url.scheme == "http" and not loopback:
+        raise ValueError("base_url must use https (plain http is allowed only for loopback hosts)")
+    if url.user or url.password:
+        raise ValueError("base_url must not carry credentials")
+    if url.query_string or url.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    if ssl is False and not loopback:
+        raise ValueError("ssl=False (no certificate verification) is allowed only for loopback")
+    return url.with_path(url.path.rstrip("/")) if url.path != "/" else url.with_path("")
