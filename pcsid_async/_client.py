@@ -25,7 +25,7 @@ from ._decode import decode_activity, decode_csid, decode_renewal, parse_retry_a
 from ._errors import InvalidArgumentError
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
 from ._serde import wire_name
-from ._transport import Transport, check_base_url
+from ._transport import CallStats, Transport, check_base_url
 from ._version import __version__
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "BaseClient"]
@@ -257,7 +257,9 @@ class BaseClient:
 
     # --- the calls -----------------------------------------------------------------------------
 
-    async def renew(self, device_id: str, otp: str, *, vat: str | None = None) -> RenewalResult:
+    async def renew(
+        self, device_id: str, otp: str, *, vat: str | None = None, _stats: CallStats | None = None
+    ) -> RenewalResult:
         """Renew a device's PCSID with a one-time password from ZATCA's Fatoora portal.
 
         The OTP works once, so this POST is retried only when it provably never reached the
@@ -287,6 +289,7 @@ class BaseClient:
             body=body,
             decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
             safe=False,
+            stats=_stats,
         )
 
     async def generate_csid(

@@ -39,7 +39,7 @@ from ._errors import (
     RateLimitError,
 )
 
-__all__ = ["Decoder", "Transport"]
+__all__ = ["CallStats", "Decoder", "Transport"]
 
 _T = TypeVar("_T")
 Decoder = Callable[[int, Mapping[str, str], bytes], _T]
@@ -50,6 +50,15 @@ logger: Final = logging.getLogger("pcsid_async")
 _RETRYABLE_5XX: Final = frozenset({500, 502, 503, 504})
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
+
+
+class CallStats:
+    """Filled in by :meth:`Transport.call` for callers that report attempts (the batch)."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self) -> None:
+        self.attempts = 0
 
 
 class _SendTrace:
@@ -265,6 +274,7 @@ class Transport:
         safe: bool,
         retries: bool = True,
         timeout: float | None = None,
+        stats: CallStats | None = None,
     ) -> _T:
         """Send one logical call, retrying per the policy, and return the decoded model.
 
@@ -277,11 +287,12 @@ class Transport:
             safe: whether the call may be repeated (GET) or carries a single-use OTP.
             retries: ``False`` for exactly one attempt (the poller schedules its own).
             timeout: this call's per-attempt timeout, if not the client's.
-
+            stats: receives the number of attempts made, even when the call fails.
         """
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
         state = _CallState(method, path, headers, body, decode, safe)
+        state.stats = stats
         if timeout is not None:
             state.timeout = aiohttp.ClientTimeout(total=timeout)
         if not retries or self._policy.max_attempts == 1:
@@ -292,6 +303,8 @@ class Transport:
 
     async def _attempt(self, state: _CallState[_T]) -> _T:
         state.attempt += 1
+        if state.stats is not None:
+            state.stats.attempts = state.attempt
         async with self._gate:
             await self._pacer.wait()
             status, headers, body = await self._send(state)
@@ -401,7 +414,17 @@ def _describe(exc: BaseException) -> str:
 class _CallState(Generic[_T]):
     """Per-call state threaded through the retries of one logical call."""
 
-    __slots__ = ("attempt", "body", "decode", "headers", "method", "path", "safe", "timeout")
+    __slots__ = (
+        "attempt",
+        "body",
+        "decode",
+        "headers",
+        "method",
+        "path",
+        "safe",
+        "stats",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -420,6 +443,7 @@ class _CallState(Generic[_T]):
         self.safe = safe
         self.attempt = 0
         self.timeout: aiohttp.ClientTimeout | None = None
+        self.stats: CallStats | None = None
 
 
 def check_base_url(base_url: str | URL, *, ssl: ssl_module.SSLContext | bool) -> URL:
