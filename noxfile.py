@@ -1,0 +1,74 @@
+"""Developer tasks: `nox` runs the default sessions (tests, lint, typecheck)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+# A newcomer's machine may lack some of the supported interpreters: skip those, don't fail
+# (nox would otherwise fail on CI, where the CI variable is set).
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = False
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "pytest-cov>=5",
+    "hypothesis>=6.100",
+    "trustme>=1.1",
+]
+BENCH_DEPS = ["matplotlib>=3.8"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage (fails under the floor)."""
+    session.install(".", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "--cov=pcsid_async",
+        "--cov-branch",
+        "--cov-report=term-missing:skip-covered",
+        "--cov-fail-under=95",
+        "-W",
+        "error::ResourceWarning",
+        *session.posargs,
+        env={"PYTHONDEVMODE": "1", "COVERAGE_FILE": f".coverage.{session.python}"},
+    )
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "pcsid_async", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "pcsid_async", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """Mypy --strict on the package."""
+    session.install(".", "mypy>=1.10")
+    session.run("mypy", "--strict", "pcsid_async")
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The main job: a demo batch renewal against the embedded fake server."""
+    session.install(".")
+    session.run("pcsid-async", "demo", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not run in CI): `nox -s bench -- --quick`."""
+    session.install(".", *BENCH_DEPS)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def soak(session: nox.Session) -> None:
+    """The long soak run under faults (not in CI): `nox -s soak`."""
+    session.install(".", *TEST_DEPS)
+    session.run("pytest", "-m", "soak", "-p", "no:cacheprovider", "-s", *session.posargs)
