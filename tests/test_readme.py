@@ -1,0 +1,55 @@
+"""The README's quickstart runs unchanged against FakeClearTax (only the base URL differs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+from pcsid_async.testing import FakeClearTax
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TOKEN = "readme-token-77c1e0"
+
+
+def _quickstart() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Quickstart", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the Quickstart section has no python block"
+    return match.group(1)
+
+
+class TestQuickstart:
+    def test_quickstart_is_under_twenty_lines(self) -> None:
+        lines = [line for line in _quickstart().splitlines() if line.strip()]
+        assert len(lines) < 20
+
+    async def test_quickstart_runs_against_the_fake_with_only_the_base_url_changed(
+        self, tmp_path: Path
+    ) -> None:
+        code = _quickstart()
+        assert code.count("base_url=SANDBOX_URL") == 1
+        async with FakeClearTax(token=TOKEN, any_otp=True, activity_polls=1) as fake:
+            fake.add_device("eb645fd8-ee2e-4bdd-82b6-b69c91c9178d")
+            fake.add_device("3f2c1d6e-8a4b-4c1e-9f0a-2b7d5e6c8a91", has_pcsid=False)
+            script = tmp_path / "quickstart.py"
+            script.write_text(code.replace("base_url=SANDBOX_URL", f"base_url={fake.url!r}"))
+            env = dict(os.environ, CLEARTAX_AUTH_TOKEN=TOKEN, CLEARTAX_VAT=fake.vat)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-W",
+                "error",
+                str(script),
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+
+        assert proc.returncode == 0, err.decode()
+        assert "renewal: GENERATED" in out.decode()
+        assert "PCSID: GenerationStatus.GENERATED failed checks: ()" in out.decode()
+        assert TOKEN not in out.decode() + err.decode()
