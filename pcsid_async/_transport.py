@@ -48,6 +48,11 @@ logger: Final = logging.getLogger("pcsid_async")
 
 # Statuses a safe call retries. 501, 505 and friends are not transient.
 _RETRYABLE_5XX: Final = frozenset({500, 502, 503, 504})
+# Connection failures that no retry can cure.
+_PERMANENT_CONNECT_ERRORS: Final = (
+    aiohttp.ClientConnectorCertificateError,
+    aiohttp.ClientConnectorSSLError,
+)
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
 
@@ -246,6 +251,8 @@ class Transport:
         if isinstance(exc, RateLimitError):
             return True  # the server refused without processing
         if isinstance(exc, APIConnectionError):
+            if isinstance(exc.__cause__, _PERMANENT_CONNECT_ERRORS):
+                return False  # an untrusted certificate does not fix itself in a second
             return not exc.may_have_reached_server or safe or policy.retry_unsafe
         if isinstance(exc, InternalServerError) and exc.status_code in _RETRYABLE_5XX:
             return safe or policy.retry_unsafe
