@@ -68,6 +68,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def chaos(session: nox.Session) -> None:
+    """The chaos suite with its figures printed (they are the README's Reliability figures)."""
+    session.install(".", *TEST_DEPS)
+    session.run("pytest", "tests/test_chaos.py", "-p", "no:cacheprovider", "-s", *session.posargs)
+
+
+@nox.session(python="3.11")
 def soak(session: nox.Session) -> None:
     """The long soak run under faults (not in CI): `nox -s soak`."""
     session.install(".", *TEST_DEPS)

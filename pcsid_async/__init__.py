@@ -7,7 +7,7 @@ final answer, and renew thousands of EGS devices within their OTPs' hour.
         result = await client.renew(device_id, otp)
 """
 
-from ._batch import PcsidClient
+from ._batch import OutcomeState, PcsidClient, RenewalOutcome, RenewalRequest
 from ._client import PRODUCTION_URL, SANDBOX_URL
 from ._config import RetryPolicy
 from ._errors import (
@@ -62,10 +62,13 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "OtpExpiredError",
+    "OutcomeState",
     "PcsidClient",
     "PcsidError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RenewalOutcome",
+    "RenewalRequest",
     "RenewalResult",
     "ResponseDecodeError",
     "RetryPolicy",

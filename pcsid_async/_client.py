@@ -46,6 +46,10 @@ _MAX_CACHED_VATS: Final = 1024
 
 def _bad_text(value: str) -> bool:
     """Whether ``value`` has whitespace or control characters (header/path injection)."""
+    # Fast and exact (checked over every code point): isprintable() is False for each C*
+    # and Z* character except the ASCII space, and every whitespace character is one of those.
+    if value.isprintable() and " " not in value:
+        return False
     return any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in value)
 
 
@@ -66,11 +70,11 @@ def check_token_like(value: object, name: str) -> str:
 def check_activity_id(activity_id: object) -> str:
     """Validate an activity id: one safe URL path segment. Returns it percent-quoted."""
     value = check_token_like(activity_id, "activity_id")
-    if value in (".", "..") or ".." in value or any(ch in _PATH_BREAKERS for ch in value):
+    if value in (".", "..") or ".." in value or not _PATH_BREAKERS.isdisjoint(value):
         raise InvalidArgumentError(
             "activity_id must be a single path segment (no '/', '\\', '..', '?', '#', '%')"
         )
-    if all(ch in _SAFE_SEGMENT_CHARS for ch in value):
+    if _SAFE_SEGMENT_CHARS.issuperset(value):
         return value
     return quote(value, safe="".join(sorted(_SAFE_SEGMENT_CHARS)))
 

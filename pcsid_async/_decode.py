@@ -73,11 +73,14 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def _scrub_detail(detail: ErrorDetail, secrets: tuple[str, ...]) -> ErrorDetail:
+    # Every field is server-provided text, and str(detail) shows the path too.
     message = scrub(detail.message, secrets)
     code = scrub(detail.code, secrets)
-    if message == detail.message and code == detail.code:
+    source = None if detail.source is None else scrub(detail.source, secrets)
+    path = None if detail.path is None else scrub(detail.path, secrets)
+    if (message, code, source, path) == (detail.message, detail.code, detail.source, detail.path):
         return detail
-    return attrs.evolve(detail, message=message, code=code)
+    return attrs.evolve(detail, message=message, code=code, source=source, path=path)
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
@@ -190,9 +193,10 @@ def _decode_success(
     try:
         return structure(parsed)
     except ResponseDecodeError as exc:
-        exc.body_excerpt = _excerpt(body, secrets)
-        exc.status_code = status
-        raise
+        # The reason quotes the offending value, which may be a secret echoed back.
+        raise ResponseDecodeError(
+            scrub(exc.reason, secrets), body_excerpt=_excerpt(body, secrets), status_code=status
+        ) from None
 
 
 def decode_renewal(

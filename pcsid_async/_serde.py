@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -53,6 +56,7 @@ _WIRE_EXCEPTIONS: Final[Mapping[str, str]] = {
 }
 
 
+@functools.cache  # the request bodies ask for their two keys on every call
 def wire_name(field: str) -> str:
     """Return the wire name of a model field: ``device_id`` -> ``DeviceId``."""
     try:
@@ -69,11 +73,13 @@ _ISO_RE: Final = re.compile(
 )
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD: Final = 100_000_000_000
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _from_epoch(value: float) -> dt.datetime:
     if abs(value) >= _MS_THRESHOLD:
-        value = value / 1000.0
+        # Exact timedelta arithmetic: value / 1000 in floats can land a microsecond off.
+        return _EPOCH + dt.timedelta(milliseconds=value)
     return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
 
 
@@ -123,6 +129,9 @@ def parse_timestamp(value: object) -> dt.datetime:
             raise ValueError(f"epoch value out of range: {value!r}") from exc
     if isinstance(value, str):
         text = value.strip()
+        if text[4:5] == "-" and text[:4].isdigit():
+            # An ISO date, which float() can never parse: skip the cost of its exception.
+            return _parse_iso(text)
         try:
             number = float(text)
         except ValueError:
@@ -169,10 +178,16 @@ def _structure_error_detail(value: object, _: object) -> ErrorDetail:
 
 
 def _structure_errors(value: object, _: object) -> tuple[ErrorDetail, ...]:
+    if not value:  # null, [] or {}: the usual answer, and never any details
+        return ()
     return errors_from_body(value)
 
 
 def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
+    # A dict lookup first: calling the enum class costs a microsecond per field decoded.
+    member = cls._value2member_map_.get(value) if isinstance(value, str) else None
+    if member is not None:
+        return member
     try:
         return cls(value)
     except ValueError:
@@ -181,6 +196,8 @@ def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
 
 
 def _structure_check(value: object, _: object) -> CheckOutcome:
+    if value == "SUCCEEDED":
+        return _PASSED
     return CheckOutcome.from_raw(_structure_str(value, None))
 
 
@@ -190,10 +207,48 @@ def _structure_checks(value: object, _: object) -> Mapping[ComplianceCheck, Chec
     checks = {}
     for name, text in value.items():
         try:
-            checks[ComplianceCheck(name)] = _structure_check(text, None)
+            check = _CHECK_BY_NAME.get(name)
+            if check is None:
+                check = ComplianceCheck(name)  # raises the ValueError for an unknown name
+            checks[check] = _PASSED if text == "SUCCEEDED" else _structure_check(text, None)
         except ValueError as exc:
             raise ValueError(f"{name} {exc}") from None
     return FrozenMap(checks)
+
+
+# What nearly every check answers, built once (CheckOutcome is frozen): decoding a status is
+# on the hot path of every poll.
+_PASSED: Final = CheckOutcome.from_raw("SUCCEEDED")
+_CHECK_BY_NAME: Final = {c.value: c for c in ComplianceCheck}
+_DIRECT_HOOKS: Final[Mapping[Any, Callable[[Any, Any], Any]]] = {
+    str: _structure_str,
+    int: _structure_int,
+    dt.datetime: _structure_datetime,
+}
+
+
+def _optional_of(type_: Any) -> Any:
+    """``X`` for an ``X | None`` whose ``X`` has one of our hooks (or is an enum), else None."""
+    args = typing.get_args(type_)
+    if typing.get_origin(type_) not in (typing.Union, types.UnionType) or len(args) != 2:
+        return None
+    if type(None) not in args:
+        return None
+    inner = args[0] if args[1] is type(None) else args[1]
+    if inner in _DIRECT_HOOKS or (isinstance(inner, type) and issubclass(inner, enum.Enum)):
+        return inner
+    return None
+
+
+def _optional_hook_factory(type_: Any) -> Callable[[Any, Any], Any]:
+    # cattrs' generic Optional hook looks the inner hook up on every call; bind it once.
+    inner = _optional_of(type_)
+    hook = _DIRECT_HOOKS.get(inner, _structure_enum)
+
+    def structure_optional(value: object, _: object) -> Any:
+        return None if value is None else hook(value, inner)
+
+    return structure_optional
 
 
 def _attrs_hook_factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
@@ -212,6 +267,9 @@ converter.register_structure_hook_func(
 converter.register_structure_hook(CheckOutcome, _structure_check)
 converter.register_structure_hook_func(
     lambda t: t == Mapping[ComplianceCheck, CheckOutcome], _structure_checks
+)
+converter.register_structure_hook_factory(
+    lambda t: _optional_of(t) is not None, _optional_hook_factory
 )
 converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
 
@@ -242,9 +300,10 @@ def errors_from_body(body: object) -> tuple[ErrorDetail, ...]:
     Accepts an object with ``ErrorList``, a bare Error Details object, a top-level array of
     them, or anything else (which yields no details). Never raises.
     """
+    # A loop, not recursion: json on Python 3.13 parses nesting deeper than the recursion limit.
+    while isinstance(body, Mapping) and "ErrorList" in body:
+        body = body["ErrorList"]
     if isinstance(body, Mapping):
-        if "ErrorList" in body:
-            return errors_from_body(body["ErrorList"])
         single = _error_detail(body)
         return () if single is None else (single,)
     if isinstance(body, list):
@@ -315,7 +374,7 @@ _COUNT_NAMES: Final = ("TotalCount", "SuccessCount", "FailureCount")
 
 
 def _as_mapping(value: object) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+    return value if isinstance(value, (dict, Mapping)) else None
 
 
 def structure_activity(data: object, activity_id: str) -> ActivityStatus:
