@@ -68,6 +68,8 @@ __all__ = ["OutcomeState", "PcsidClient", "RenewalOutcome", "RenewalRequest"]
 _E = TypeVar("_E", bound=BaseException)
 _END: Final = object()
 
+# A worker still running this long after its cancellation is cancelled again.
+_RECANCEL_AFTER: Final = 1.0
 # What every "the OTP may be spent" message tells the operator to do.
 _CHECK_HINT: Final = "check the device before renewing it again (its OTP may be spent)"
 
@@ -491,13 +493,16 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
     A cancellation of the caller meanwhile is re-raised once the tasks are gone, so no
     worker outlives the batch and no CancelledError is swallowed.
     """
-    for task in tasks:
-        task.cancel()
     pending = {task for task in tasks if not task.done()}
     interrupted: asyncio.CancelledError | None = None
     while pending:
+        # Cancelled again while still running: a cancellation can be lost (aiohttp turns
+        # one that lands together with its own timeout into a timeout), and a worker that
+        # missed it must not keep the batch from closing.
+        for task in pending:
+            task.cancel()
         try:
-            _, pending = await asyncio.wait(pending)
+            _, pending = await asyncio.wait(pending, timeout=_RECANCEL_AFTER)
         except asyncio.CancelledError as exc:
             interrupted = exc
     if interrupted is not None:

@@ -50,6 +50,8 @@ __all__ = ["main"]
 
 TOKEN_ENV: Final = "CLEARTAX_AUTH_TOKEN"
 VAT_ENV: Final = "CLEARTAX_VAT"
+# The client's own default: long enough for a slow gateway, short next to an OTP's hour.
+REQUEST_TIMEOUT: Final = 30.0
 # ZATCA's OTPs live one hour from issue.
 OTP_LIFETIME: Final = dt.timedelta(hours=1)
 # The per-device time assumed by the up-front estimate when nothing was measured.
@@ -257,8 +259,8 @@ def outcome_record(
     pcsid: str | None = None
     if activity is not None and activity.pcsid_generated is not None:
         pcsid = activity.pcsid_generated.value
-    elif outcome.ok or (result is not None and not result.ok):
-        pcsid = result.status.value if result is not None else None
+    elif result is not None and (outcome.ok or not result.ok):
+        pcsid = result.status.value  # GENERATED, or the renewal's own Status FAILED
     return {
         "device_id": outcome.device_id,
         "vat": outcome.request.vat or default_vat,
@@ -270,7 +272,7 @@ def outcome_record(
         "pcsid_generated": pcsid,
         "activity_id": result.activity_id if result is not None else None,
         "activity_state": activity.state.value if activity is not None else None,
-        "failed_checks": [c.value for c in activity.failed_checks] if activity else [],
+        "failed_checks": [] if activity is None else [c.value for c in activity.failed_checks],
         "attempts": outcome.attempts,
         "elapsed_s": round(outcome.elapsed, 3),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -574,7 +576,7 @@ def _base_url(args: argparse.Namespace) -> str:
 
 def _make_client(args: argparse.Namespace, token: str, vat: str, **kwargs: Any) -> PcsidClient:
     try:
-        return PcsidClient(token, vat, base_url=_base_url(args), timeout=args.timeout, **kwargs)
+        return PcsidClient(token, vat, base_url=_base_url(args), **kwargs)
     except InvalidArgumentError as exc:
         raise UsageError(str(exc)) from None
 
@@ -624,7 +626,14 @@ def _cmd_renew(args: argparse.Namespace) -> int:
             )
     pending = [r for r in rows if r.device_id not in done]
     resumed = len(rows) - len(pending)
-    client = _make_client(args, token, vat, max_connections=args.concurrency, rate_limit=args.rate)
+    client = _make_client(
+        args,
+        token,
+        vat,
+        timeout=args.request_timeout,
+        max_connections=args.concurrency,
+        rate_limit=args.rate,
+    )
     if not pending:
         print(f"Nothing to do: all {len(rows)} devices already have an ok line in {out_path}")
         return EXIT_OK
@@ -650,7 +659,6 @@ def _run_and_report(
     out_path: Path | None,
     token: str,
     resumed: int = 0,
-    before: Callable[[], Any] | None = None,
 ) -> int:
     tally = Tally(len(rows))
     progress = Progress(tally, sys.stderr, tty=sys.stderr.isatty())
@@ -744,7 +752,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     vat = args.vat or os.environ.get(VAT_ENV, "").strip()
     if not vat:
         raise UsageError(f"no VAT: pass --vat or set {VAT_ENV}")
-    client = _make_client(args, token, vat)
+    client = _make_client(args, token, vat, timeout=REQUEST_TIMEOUT)
     try:
         check_token_like(args.activity_id, "ACTIVITY_ID")
     except InvalidArgumentError as exc:
@@ -759,17 +767,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
             if args.wait:
                 return await client.await_activity(
                     args.activity_id,
-                    timeout=args.wait_timeout,
+                    timeout=args.timeout,
                     interval=args.interval,
                     max_interval=max(args.interval, 20.0),
                     on_update=update,
                 )
-            return await client.get_status(args.activity_id)
+            # One read, retries included, within the deadline. (Not also as the request's
+            # timeout: aiohttp turns a cancellation that lands with its own timeout into a
+            # timeout, which the retries would then ride out.)
+            return await asyncio.wait_for(client.get_status(args.activity_id), args.timeout)
 
     try:
         status = asyncio.run(read())
     except InvalidArgumentError as exc:
         raise UsageError(str(exc)) from None
+    except asyncio.TimeoutError:
+        print(f"pcsid-async: no answer within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_NOT_ALL
     except ActivityTimeoutError as exc:
         print(f"pcsid-async: {scrub(str(exc), (token,))}", file=sys.stderr)
         if exc.last_status is not None:
@@ -1015,13 +1029,6 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--production", action="store_true", help=f"use production ({PRODUCTION_URL})"
     )
-    parser.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="S",
-        help="seconds for one request attempt (default: 30)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1075,6 +1082,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     renew.add_argument("--yes", action="store_true", help="start even if the OTPs may expire first")
     renew.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=REQUEST_TIMEOUT,
+        metavar="S",
+        help=f"seconds for one request attempt (default: {REQUEST_TIMEOUT:g})",
+    )
+    renew.add_argument(
         "--activity-timeout",
         type=_positive_float,
         default=900.0,
@@ -1097,11 +1111,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", action="store_true", help="poll until it finishes")
     _add_connection_flags(status)
     status.add_argument(
-        "--wait-timeout",
+        "--timeout",
         type=_positive_float,
         default=900.0,
         metavar="S",
-        help="with --wait: give up after S seconds (default: 900)",
+        help="give up after S seconds (with --wait: for the whole wait; default: 900)",
     )
     status.add_argument(
         "--interval",

@@ -15,6 +15,7 @@ Every request goes through :meth:`Transport.call`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ipaddress
 import logging
@@ -147,6 +148,20 @@ class _Pacer:
                     continue
                 self._last_start = now
             return
+
+
+# asyncio.timeout exists from Python 3.11; on 3.10 aiohttp's own timer is used.
+_asyncio_timeout: Callable[[float], contextlib.AbstractAsyncContextManager[object]] | None = (
+    getattr(asyncio, "timeout", None)
+)
+_NO_DEADLINE: Final = contextlib.nullcontext()
+_NO_AIOHTTP_TIMER: Final = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has a pending cancellation request (Python 3.11+)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Task.cancelling: 3.11+
+    return cancelling is not None and bool(cancelling())
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -354,21 +369,35 @@ class Transport:
         started = time.perf_counter()
         url = self._base + state.path
         sending = _SENDING.set(trace)
+        timeout = state.timeout or self._timeout
+        deadline: contextlib.AbstractAsyncContextManager[object] = _NO_DEADLINE
+        if _asyncio_timeout is not None and timeout.total is not None:
+            # aiohttp's own total timer un-cancels the task once per nested use, so a caller's
+            # cancellation that lands with it is turned into a timeout and retried away.
+            # asyncio.timeout (3.11+) counts cancellations right: the caller's wins.
+            deadline = _asyncio_timeout(timeout.total)
+            timeout = _NO_AIOHTTP_TIMER
         try:
-            async with session.request(
-                state.method,
-                url,
-                data=state.body,
-                headers=state.headers,
-                allow_redirects=False,
-                # Per request: a borrowed session may raise for status; we decode every answer.
-                raise_for_status=False,
-                timeout=state.timeout or self._timeout,
-            ) as response:
+            async with (
+                deadline,
+                session.request(
+                    state.method,
+                    url,
+                    data=state.body,
+                    headers=state.headers,
+                    allow_redirects=False,
+                    # Per request: a borrowed session may raise for status; we decode every answer.
+                    raise_for_status=False,
+                    timeout=timeout,
+                ) as response,
+            ):
                 body = await response.read()
                 status = response.status
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError) as exc:
+            if _being_cancelled():
+                # Belt and braces (and Python 3.10): a pending cancellation always wins.
+                raise asyncio.CancelledError from exc
             raise self._timeout_error(state, trace, exc) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._connection_error(state, trace, exc) from exc

@@ -477,6 +477,28 @@ class TestLeavingEarly:
             await task
         assert client_tasks() == set()
 
+    async def test_a_worker_that_lost_its_cancellation_is_cancelled_again(
+        self, client: PcsidClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("pcsid_async._batch._RECANCEL_AFTER", 0.01)
+        entered = asyncio.Event()
+
+        async def loses_a_cancellation() -> AsyncIterator[tuple[str, str]]:
+            entered.set()
+            # Swallowed, as aiohttp can when its own timeout fires at that very moment.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+            await asyncio.sleep(10)
+            yield ("never", "123456")
+
+        outcomes = client.renew_many(loses_a_cancellation(), concurrency=1)
+        consumer = asyncio.create_task(anext(outcomes))
+        await entered.wait()
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert client_tasks() == set()
+
     async def test_aclosing_before_the_first_outcome_creates_nothing(
         self, client: PcsidClient
     ) -> None:

@@ -527,11 +527,20 @@ class TestStatusCommand:
         self, server: ThreadedFake, env: None, capsys: pytest.CaptureFixture[str]
     ) -> None:
         activity = server.call(server.fake.create_activity, polls=10_000)
-        args = ["status", activity, "--wait", "--wait-timeout", "0.05", "--interval", "0.01"]
+        args = ["status", activity, "--wait", "--timeout", "0.05", "--interval", "0.01"]
         assert main([*args, "--base-url", server.url, "--vat", VAT]) == 1
         captured = capsys.readouterr()
         assert "did not finish" in captured.err
         assert "IN_PROGRESS" in captured.out
+
+    def test_a_read_past_the_timeout_exits_1(
+        self, server: ThreadedFake, env: None, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        activity = server.call(server.fake.create_activity)
+        server.call(server.fake.inject, "status", "slow", delay=2.0)
+        args = ["status", activity, "--timeout", "0.1", "--base-url", server.url, "--vat", VAT]
+        assert main(args) == 1
+        assert "no answer within 0.1 s" in capsys.readouterr().err
 
     def test_an_unknown_activity_exits_1_with_the_servers_error(
         self, server: ThreadedFake, env: None, capsys: pytest.CaptureFixture[str]

@@ -14,6 +14,8 @@ import itertools
 import random
 import select
 import socket
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -229,8 +231,9 @@ class TestSingleUsePostIsNotRetried:
         assert caught.value.may_have_reached_server is True
         assert fake.count(endpoint) == 1
         assert sum(map(len, fake.ledger.values())) == 1  # the server did spend the OTP
-        # aiohttp 3.14 reports a ClientTimeout expiry as a bare builtin TimeoutError.
-        assert type(caught.value.__cause__) is TimeoutError
+        # aiohttp 3.14 reports a ClientTimeout expiry as a bare TimeoutError (on Python 3.10,
+        # asyncio.TimeoutError, which is only an alias of the builtin from 3.11 on).
+        assert type(caught.value.__cause__) in (TimeoutError, asyncio.TimeoutError)
 
     @pytest.mark.parametrize("endpoint", POSTS)
     @pytest.mark.parametrize("fault", ["drop_after", "drop_before"])
@@ -476,3 +479,24 @@ class TestBounds:
         times = fake.request_times("status")
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert all(gap >= low * 0.9 for gap, (low, _) in zip(gaps, drawn, strict=True)), gaps
+
+
+class TestCallerCancellation:
+    @pytest.mark.skipif(
+        sys.version_info < (3, 11),
+        reason="needs asyncio.timeout; on 3.10 aiohttp's timer can absorb a coinciding cancel",
+    )
+    async def test_a_cancel_coinciding_with_the_request_timeout_is_not_retried_away(
+        self, fake: FakeClearTax
+    ) -> None:
+        """wait_for(..., t) around a call whose own timeout is also t still times out at t."""
+        activity = fake.create_activity(polls=1)
+        fake.inject("status", "slow", delay=2.0, times=10)
+        async with PcsidClient(
+            fake.token, fake.vat, base_url=fake.url, timeout=0.1, retry=quick_retry()
+        ) as client:
+            started = time.monotonic()
+            with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+                await asyncio.wait_for(client.get_status(activity), 0.1)
+            assert time.monotonic() - started < 1.0
+        assert fake.count("status") == 1
