@@ -199,6 +199,30 @@ def _decode_success(
         ) from None
 
 
+_OtpResult = TypeVar("_OtpResult", RenewalResult, CsidGenerationResult)
+
+
+def _decode_otp_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    structure: Callable[[object], _OtpResult],
+    *,
+    method: str,
+    path: str,
+    secrets: tuple[str, ...],
+) -> _OtpResult:
+    result = _decode_success(
+        status, headers, body, structure, method=method, path=path, secrets=secrets
+    )
+    if result.errors and secrets:
+        # The server may echo the OTP in an error message of a 200 FAILED answer.
+        result = attrs.evolve(
+            result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
+        )
+    return result
+
+
 def decode_renewal(
     status: int,
     headers: Mapping[str, str],
@@ -209,14 +233,9 @@ def decode_renewal(
     secrets: tuple[str, ...] = (),
 ) -> RenewalResult:
     """Decode a renew-pcsid answer."""
-    result = _decode_success(
+    return _decode_otp_answer(
         status, headers, body, structure_renewal, method=method, path=path, secrets=secrets
     )
-    if result.errors and secrets:
-        result = attrs.evolve(
-            result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
-        )
-    return result
 
 
 def decode_csid(
@@ -229,14 +248,9 @@ def decode_csid(
     secrets: tuple[str, ...] = (),
 ) -> CsidGenerationResult:
     """Decode a generate-csid answer."""
-    result = _decode_success(
+    return _decode_otp_answer(
         status, headers, body, structure_csid, method=method, path=path, secrets=secrets
     )
-    if result.errors and secrets:
-        result = attrs.evolve(
-            result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
-        )
-    return result
 
 
 def _is_activity_body(parsed: object) -> bool:
