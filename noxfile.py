@@ -30,7 +30,7 @@ def tests(session: nox.Session) -> None:
         "--cov=pcsid_async",
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
-        "--cov-fail-under=90",
+        "--cov-fail-under=95",
         "-W",
         "error::ResourceWarning",
         *session.posargs,
