@@ -1,0 +1,672 @@
+"""The benchmark scenarios: each runs the SDK and its baseline, alternating, and returns figures.
+
+Every scenario function takes a :class:`Config` and returns a JSON-ready dict. The server
+always runs in another process (``_servers.ServerProcess``), so ``time.process_time()`` here
+counts the client's CPU alone. The SDK and its baseline get the same server, the same
+connector limit and the same JSON parser (the standard library's ``json``, which both
+``aiohttp``'s ``resp.json()`` and the SDK use).
+
+Run as a script, this module is the fresh child process of the memory scenario::
+
+    python _scenarios.py memory {sdk,naive} N URL TOKEN VAT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _servers import ServerProcess
+
+from pcsid_async import PcsidClient
+
+HERE = Path(__file__).resolve().parent
+ACTIVITY_ID = "628f37b61ed71a6638b848e4"  # the contract's own sample id
+OTP = "123345"  # the sandbox's sample OTP; the benchmark servers accept any
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and repetitions of one run (``--quick`` or full)."""
+
+    quick: bool
+    reps: int  # repetitions of each side of a scenario (batch, overhead), median reported
+    overhead_reps: int = 5
+    polling_reps: int = 5
+    scaling_rounds: int = 3
+    overhead_requests: int = 20_000
+    overhead_concurrency: int = 64
+    batch_devices: int = 10_000
+    batch_latency: float = 0.020
+    batch_concurrency: int = 200
+    polling_activities: int = 2_000
+    polling_duration: float = 1.0
+    polling_interval: float = 0.1
+    polling_max_interval: float = 0.5
+    memory_devices: int = 100_000
+    scaling_devices: tuple[int, ...] = (1_000, 10_000, 100_000)
+    import_reps: int = 9
+    chart_concurrency: tuple[int, ...] = (25, 50, 100, 200, 400)
+
+    @classmethod
+    def make(cls, *, quick: bool) -> Config:
+        """The quick (< 60 s) or the full (< 10 min) configuration."""
+        if quick:
+            # Sized to finish in a minute on 2 shared cores: fewer repetitions, and half the
+            # overhead scenario's calls (a per-call figure: the count only steadies it).
+            return cls(
+                quick=True,
+                reps=2,
+                overhead_reps=3,
+                polling_reps=2,
+                scaling_rounds=2,
+                overhead_requests=10_000,
+                memory_devices=20_000,
+                scaling_devices=(1_000, 10_000),
+                import_reps=5,
+            )
+        return cls(quick=False, reps=5)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    """The median (of repetitions)."""
+    return float(statistics.median(values))
+
+
+def alternate(reps: int, runs: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, list[Any]]:
+    """Run each of ``runs`` ``reps`` times, interleaved (A B A B ...), collecting results.
+
+    Every repetition starts from a collected heap so one run's garbage does not bill the next.
+    """
+    samples: dict[str, list[Any]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            gc.collect()
+            samples[name].append(run())
+    return samples
+
+
+def devices(n: int, start: int = 0) -> Iterator[tuple[str, str]]:
+    """``n`` distinct (device_id, otp) pairs, made lazily; UUID-shaped ids."""
+    for i in range(start, start + n):
+        yield f"00000000-0000-4000-8000-{i:012d}", OTP
+
+
+def sdk_client(server: ServerProcess, max_connections: int) -> PcsidClient:
+    """A PcsidClient with the default retry policy pointed at ``server``."""
+    return PcsidClient(
+        server.token, server.vat, base_url=server.url, max_connections=max_connections
+    )
+
+
+def raw_session(limit: int) -> aiohttp.ClientSession:
+    """The baselines' session: one shared ``aiohttp.ClientSession`` with ``limit`` connections."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
+
+
+def raw_headers(server: ServerProcess) -> dict[str, str]:
+    """The headers the contract requires, as a hand-written client would send them."""
+    return {
+        "x-cleartax-auth-token": server.token,
+        "vat": server.vat,
+        "Accept": "application/json",
+    }
+
+
+async def workers(n: int, count: int, one: Callable[[], Awaitable[None]]) -> None:
+    """Make ``count`` calls of ``one()`` from ``n`` worker coroutines sharing a counter."""
+    left = count
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await one()
+
+    await asyncio.gather(*(worker() for _ in range(n)))
+
+
+# --- 1. overhead per request -----------------------------------------------------------------
+
+
+def overhead(cfg: Config) -> dict[str, Any]:
+    """Client CPU per ``get_status`` call against raw aiohttp, zero-latency server.
+
+    Baseline: one shared ``aiohttp.ClientSession`` (connector limit = concurrency),
+    ``session.get(url, headers=...)`` then ``await resp.json()``; no models, no validation,
+    no retries. The SDK: a ``PcsidClient`` (default retry policy, ``max_connections`` =
+    concurrency) calling ``get_status``, which validates the id, decodes the canonical
+    SUCCEEDED body into an ``ActivityStatus`` (three timestamps, six checks) and would retry
+    a transient failure. Both make the same number of calls from the same number of worker
+    coroutines; the clock runs after a warm-up that opens every connection.
+    """
+    n, conc = cfg.overhead_requests, cfg.overhead_concurrency
+
+    with ServerProcess("fixed") as server:
+
+        async def sdk() -> dict[str, Any]:
+            async with sdk_client(server, conc) as client:
+
+                async def one() -> None:
+                    status = await client.get_status(ACTIVITY_ID)
+                    assert status.succeeded
+
+                return await measure(one)
+
+        async def raw() -> dict[str, Any]:
+            url = f"{server.url}/onboarding/{ACTIVITY_ID}/pcsid-status"
+            headers = raw_headers(server)
+            async with raw_session(conc) as session:
+
+                async def one() -> None:
+                    async with session.get(url, headers=headers) as resp:
+                        body = await resp.json()
+                    assert body["Status"] == "SUCCEEDED"
+
+                return await measure(one)
+
+        async def measure(one: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+            await workers(conc, conc, one)  # warm-up: every connection open
+            cpu, wall = time.process_time(), time.perf_counter()
+            await workers(conc, n, one)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            return {"cpu_us": cpu / n * 1e6, "wall_s": wall}
+
+        samples = alternate(
+            cfg.overhead_reps,
+            {"sdk": lambda: asyncio.run(sdk()), "raw": lambda: asyncio.run(raw())},
+        )
+    sdk_cpu = median([s["cpu_us"] for s in samples["sdk"]])
+    raw_cpu = median([s["cpu_us"] for s in samples["raw"]])
+    return {
+        "cpu_ratio": sdk_cpu / raw_cpu,
+        "sdk_cpu_per_request_us": sdk_cpu,
+        "raw_cpu_per_request_us": raw_cpu,
+        "requests": n,
+        "concurrency": conc,
+        "repetitions": cfg.overhead_reps,
+        "samples": samples,
+    }
+
+
+# --- 2. batch renewal ------------------------------------------------------------------------
+
+
+async def sdk_batch(
+    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+) -> dict[str, Any]:
+    """``renew_many`` over a generator of ``n`` devices; outcomes counted as they arrive."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    ok = 0
+    async with sdk_client(server, max(concurrency, 200)) as client:
+        async for outcome in client.renew_many(devices(n, start), concurrency=concurrency):
+            ok += outcome.ok
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert ok == n, f"SDK renewed {ok} of {n}"
+    return {"wall_s": wall, "cpu_us_per_device": cpu / n * 1e6, "devices": n}
+
+
+def naive_renew(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], gate: asyncio.Semaphore
+) -> Callable[[str, str], Awaitable[Any]]:
+    """The renew coroutine users write by hand: semaphore, POST with ``json=``, ``json()``."""
+
+    async def renew(device_id: str, otp: str) -> Any:
+        async with gate:
+            body = {"DeviceId": device_id, "Otp": otp}
+            async with session.post(url, json=body, headers=headers) as resp:
+                return await resp.json()
+
+    return renew
+
+
+async def naive_batch(
+    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+) -> dict[str, Any]:
+    """The hand-written batch: a semaphore and ``asyncio.gather`` over a list of coroutines."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    url = f"{server.url}/onboarding/renew-pcsid"
+    headers = raw_headers(server)
+    async with raw_session(max(concurrency, 200)) as session:
+        renew = naive_renew(session, url, headers, asyncio.Semaphore(concurrency))
+        results = await asyncio.gather(*[renew(d, o) for d, o in devices(n, start)])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    ok = sum(r.get("Status") == "GENERATED" for r in results)
+    assert ok == n, f"naive renewed {ok} of {n}"
+    return {"wall_s": wall, "cpu_us_per_device": cpu / n * 1e6, "devices": n}
+
+
+def batch(cfg: Config) -> dict[str, Any]:
+    """``renew_many`` wall time against the ideal and against the naive hand-written batch.
+
+    The server answers every renewal after ``batch_latency`` (20 ms), so with
+    ``concurrency`` requests in flight the ideal wall time is N x latency / concurrency.
+    Baseline ("naive"): what users write by hand: ``asyncio.Semaphore(concurrency)`` and
+    ``asyncio.gather(*[renew(d) for d in devices])``, where ``renew`` is ``session.post(url,
+    json=..., headers=...)`` + ``await resp.json()``; same connector limit (200), no models,
+    no per-device outcome, no duplicate check, no retries. Both times include creating the
+    session and opening its connections.
+    """
+    n, conc, latency = cfg.batch_devices, cfg.batch_concurrency, cfg.batch_latency
+    ideal = n * latency / conc
+    with ServerProcess("fixed", latency=latency) as server:
+        # Warm-up: first use of each code path (cattrs builds its structuring code lazily).
+        asyncio.run(sdk_batch(server, conc, conc))
+        asyncio.run(naive_batch(server, conc, conc))
+        samples = alternate(
+            cfg.reps,
+            {
+                "sdk": lambda: asyncio.run(sdk_batch(server, n, conc)),
+                "naive": lambda: asyncio.run(naive_batch(server, n, conc)),
+            },
+        )
+    sdk_wall = median([s["wall_s"] for s in samples["sdk"]])
+    naive_wall = median([s["wall_s"] for s in samples["naive"]])
+    return {
+        "wall_over_ideal": sdk_wall / ideal,
+        "vs_naive": sdk_wall / naive_wall,
+        "sdk_wall_s": sdk_wall,
+        "naive_wall_s": naive_wall,
+        "naive_wall_over_ideal": naive_wall / ideal,
+        "ideal_s": ideal,
+        "sdk_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["sdk"]]),
+        "naive_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["naive"]]),
+        "devices": n,
+        "latency_s": latency,
+        "concurrency": conc,
+        "max_connections": 200,
+        "repetitions": cfg.reps,
+        "samples": samples,
+    }
+
+
+# --- 3. polling ------------------------------------------------------------------------------
+
+
+def minimum_polls(duration: float, interval: float, max_interval: float) -> int:
+    """The fewest polls that can observe an activity finishing ``duration`` s after creation.
+
+    The SDK's schedule: the first poll at once (t = 0), then delays ``interval * 1.5**k``
+    capped at ``max_interval``, each jittered to uniform(d/2, d). Jitter only shortens a
+    delay, so the un-jittered schedule (every delay at its longest) reaches ``duration``
+    with the fewest polls: count polls until one lands at or after ``duration``.
+    For 1.0 s, 0.1 s, 0.5 s: polls at 0, 0.1, 0.25, 0.475, 0.8125 and 1.3125 s, so 6.
+    """
+    t, polls, k = 0.0, 1, 0
+    while t < duration:
+        t += min(max_interval, interval * 1.5**k)
+        k += 1
+        polls += 1
+    return polls
+
+
+def minimum_fixed_polls(duration: float, interval: float) -> int:
+    """The fewest polls of a fixed-interval poller (first at t = 0) that see ``duration``."""
+    return math.ceil(round(duration / interval, 9)) + 1
+
+
+def polling(cfg: Config) -> dict[str, Any]:
+    """Requests per activity and wall time of ``await_activity`` over many activities.
+
+    The server (``FakeClearTax``) creates the activities directly (no HTTP), each turning
+    SUCCEEDED ``polling_duration`` seconds after its creation; then the client awaits all of
+    them concurrently with ``await_activity(interval=0.1, max_interval=0.5)``. Requests are
+    counted by the server, per activity. Wall time runs from the creation of the first
+    activity (the server's monotonic clock, which is system-wide) to the last activity's
+    final status. Ideal wall time: the duration plus one ``max_interval`` (the longest a
+    poller can be asleep when the activity finishes). Baseline: the loop users write by
+    hand, polling every 0.1 s with raw aiohttp (``get`` + ``json()``) until ``Status`` is no
+    longer IN_PROGRESS; same connector limit (the client's default, 100).
+
+    Run twice: with the specified 2,000 activities and with 200. At 2,000 the schedules ask
+    for more requests per second than two cores can serve (the SDK's first three polls of
+    every activity fall within 0.25 s: 24,000 requests/s), so requests queue, and the polls
+    per activity show the machine's throughput, not the schedule. ``load_limited`` says when
+    that happened: the baseline made under 75 % of the polls its schedule calls for, which
+    means its requests took over a third of the poll interval to be answered. At 200 the
+    schedule alone decides.
+    """
+    duration = cfg.polling_duration
+    interval, max_interval = cfg.polling_interval, cfg.polling_max_interval
+    limit = 100  # PcsidClient's default max_connections; the baseline gets the same
+
+    with ServerProcess("fake") as server:
+
+        async def sdk(ids: list[str]) -> None:
+            async with sdk_client(server, limit) as client:
+                finals = await asyncio.gather(
+                    *(
+                        client.await_activity(
+                            i, timeout=60.0, interval=interval, max_interval=max_interval
+                        )
+                        for i in ids
+                    )
+                )
+            assert all(f.succeeded for f in finals)
+
+        async def fixed(ids: list[str]) -> None:
+            headers = raw_headers(server)
+            async with raw_session(limit) as session:
+
+                async def wait(activity_id: str) -> None:
+                    url = f"{server.url}/onboarding/{activity_id}/pcsid-status"
+                    while True:
+                        async with session.get(url, headers=headers) as resp:
+                            body = await resp.json()
+                        if body["Status"] != "IN_PROGRESS":
+                            return
+                        await asyncio.sleep(interval)
+
+                await asyncio.gather(*(wait(i) for i in ids))
+
+        def run(pollers: Callable[[list[str]], Awaitable[None]], n: int) -> dict[str, Any]:
+            created = server.command("activities", n=n, delay=duration)
+            ids = created["ids"]
+            cpu = time.process_time()
+            asyncio.run(pollers(ids))  # type: ignore[arg-type]
+            wall = time.monotonic() - created["created"]
+            cpu = time.process_time() - cpu
+            answer = server.command("polls", ids=ids)
+            assert all(state == "SUCCEEDED" for state in answer["states"])
+            polls = answer["polls"]
+            return {
+                "wall_s": wall,
+                "requests_per_activity": sum(polls) / n,
+                "max_requests": max(polls),
+                "min_requests": min(polls),
+                "cpu_s": cpu,
+            }
+
+        variants = {}
+        as_specified = (cfg.polling_activities, cfg.polling_reps)
+        schedule_bound = (cfg.polling_activities // 10, 1 if cfg.quick else cfg.polling_reps)
+        for n, reps in (as_specified, schedule_bound):
+            variants[n] = alternate(
+                reps,
+                {
+                    "sdk": lambda n=n: run(sdk, n),  # type: ignore[misc]
+                    "fixed": lambda n=n: run(fixed, n),  # type: ignore[misc]
+                },
+            )
+
+    minimum = minimum_polls(duration, interval, max_interval)
+    fixed_minimum = minimum_fixed_polls(duration, interval)
+    ideal = duration + max_interval
+
+    def figures(n: int) -> dict[str, Any]:
+        samples = variants[n]
+        sdk_rpa = median([s["requests_per_activity"] for s in samples["sdk"]])
+        sdk_wall = median([s["wall_s"] for s in samples["sdk"]])
+        fixed_rpa = median([s["requests_per_activity"] for s in samples["fixed"]])
+        fixed_wall = median([s["wall_s"] for s in samples["fixed"]])
+        return {
+            "activities": n,
+            "requests_per_activity": sdk_rpa,
+            "over_minimum": sdk_rpa / minimum,
+            "wall_over_ideal": sdk_wall / ideal,
+            "sdk_wall_s": sdk_wall,
+            "baseline_requests_per_activity": fixed_rpa,
+            "baseline_over_minimum": fixed_rpa / minimum,
+            "baseline_wall_s": fixed_wall,
+            "baseline_wall_over_ideal": fixed_wall / ideal,
+            "load_limited": fixed_rpa < 0.75 * fixed_minimum,
+            "repetitions": len(samples["sdk"]),
+            "samples": samples,
+        }
+
+    specified, light = (figures(n) for n in variants)
+    return {
+        **specified,
+        "schedule_bound": light,
+        "minimum_requests": minimum,
+        "baseline_minimum_requests": fixed_minimum,
+        "ideal_wall_s": ideal,
+        "activity_duration_s": duration,
+        "interval_s": interval,
+        "max_interval_s": max_interval,
+        "max_connections": limit,
+    }
+
+
+# --- 4. memory -------------------------------------------------------------------------------
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def memory_child(kind: str, n: int, url: str, token: str, vat: str) -> dict[str, Any]:
+    """The child process of the memory scenario: one batch, RSS before and at peak.
+
+    Both kinds of child have imported the same modules (aiohttp and pcsid_async) before the
+    first reading, so only the batch's own memory counts.
+    """
+    server = ServerProcess.attached(url, token, vat)
+    run = sdk_batch if kind == "sdk" else naive_batch
+    gc.collect()
+    before = _rss_kb("VmRSS")
+    peak_reset = _reset_peak()
+    result = asyncio.run(run(server, n, 200))
+    peak = _rss_kb("VmHWM")
+    return {
+        **result,
+        "rss_before_mb": before / 1024,
+        "rss_peak_mb": peak / 1024,
+        "rss_growth_mb": (peak - before) / 1024,
+        "peak_reset": peak_reset,
+    }
+
+
+def memory(cfg: Config) -> dict[str, Any]:
+    """Peak RSS growth while renewing ``memory_devices`` devices against a fast server.
+
+    Each batch runs in a fresh child process (so the peak RSS is this batch's own); RSS is
+    read from ``/proc/self/status`` before the batch (after imports) and at its end
+    (``VmHWM``, the peak, reset to the current RSS just before the batch where the kernel
+    allows it). The SDK streams the devices from a generator through ``renew_many`` and
+    discards the outcomes as they arrive. Baseline: the naive list-and-gather batch of the
+    batch scenario, which holds every coroutine, task and result at once.
+    """
+    n = cfg.memory_devices
+    with ServerProcess("fixed") as server:
+
+        def child(kind: str) -> dict[str, Any]:
+            argv = [sys.executable, str(HERE / "_scenarios.py"), "memory", kind, str(n)]
+            argv += [server.url, server.token, server.vat]
+            out = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"memory child ({kind}) failed:\n{out.stderr}")
+            result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+            return result
+
+        reps = 1 if cfg.quick else 2
+        samples = alternate(reps, {"sdk": lambda: child("sdk"), "naive": lambda: child("naive")})
+    sdk_growth = median([s["rss_growth_mb"] for s in samples["sdk"]])
+    naive_growth = median([s["rss_growth_mb"] for s in samples["naive"]])
+    return {
+        "rss_growth_mb": sdk_growth,
+        "naive_rss_growth_mb": naive_growth,
+        "devices": n,
+        "concurrency": 200,
+        "repetitions": reps,
+        "samples": samples,
+    }
+
+
+# --- 5. scaling ------------------------------------------------------------------------------
+
+
+def scaling(cfg: Config) -> dict[str, Any]:
+    """Client CPU per device of ``renew_many`` at growing batch sizes (flat is the goal).
+
+    Zero-latency server, concurrency 200; devices streamed from a generator, outcomes
+    discarded. The CPU clock covers the batch itself, after the client has opened its
+    connections with a 200-device warm-up, so each figure is the marginal cost per device
+    (the median of its runs). ``growth`` is the largest per-device figure over the smallest,
+    whichever sizes they belong to. Baseline: the naive list-and-gather batch at the same
+    sizes, measured the same way.
+    """
+    conc = 200
+
+    async def sdk(server: ServerProcess, n: int) -> float:
+        async with sdk_client(server, conc) as client:
+            async for _ in client.renew_many(devices(conc, 10**9), concurrency=conc):
+                pass
+            cpu = time.process_time()
+            async for _ in client.renew_many(devices(n), concurrency=conc):
+                pass
+            return (time.process_time() - cpu) / n * 1e6
+
+    async def naive(server: ServerProcess, n: int) -> float:
+        url = f"{server.url}/onboarding/renew-pcsid"
+        headers = raw_headers(server)
+        async with raw_session(conc) as session:
+            renew = naive_renew(session, url, headers, asyncio.Semaphore(conc))
+            await asyncio.gather(*[renew(d, o) for d, o in devices(conc, 10**9)])
+            cpu = time.process_time()
+            await asyncio.gather(*[renew(d, o) for d, o in devices(n)])
+            return (time.process_time() - cpu) / n * 1e6
+
+    sizes = list(cfg.scaling_devices)
+    samples: dict[int, dict[str, list[float]]] = {n: {"sdk": [], "naive": []} for n in sizes}
+    # Sizes interleave within each round, so a slow drift of the shared machine bills every
+    # size alike instead of whichever ran last. Small batches are cheap and noisier: they get
+    # three runs a round; 100,000 devices get one run in each of the first two rounds.
+    with ServerProcess("fixed") as server:
+        for round_ in range(cfg.scaling_rounds):
+            for n in sizes:
+                runs = 3 if n <= 1_000 else 1
+                if n > 10_000 and round_ >= 2:
+                    continue
+                for _ in range(runs):
+                    for name, run in (("sdk", sdk), ("naive", naive)):
+                        gc.collect()
+                        samples[n][name].append(asyncio.run(run(server, n)))
+    sdk_cpu = [median(samples[n]["sdk"]) for n in sizes]
+    naive_cpu = [median(samples[n]["naive"]) for n in sizes]
+    return {
+        "devices": sizes,
+        "cpu_per_device_us": sdk_cpu,
+        "growth": max(sdk_cpu) / min(sdk_cpu),
+        "largest_n_over_smallest_n": sdk_cpu[-1] / sdk_cpu[0],
+        "naive_cpu_per_device_us": naive_cpu,
+        "naive_growth": max(naive_cpu) / min(naive_cpu),
+        "concurrency": conc,
+        "samples": {str(n): samples[n] for n in sizes},
+    }
+
+
+# --- 6. import -------------------------------------------------------------------------------
+
+_IMPORT_PROBE = (
+    "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+)
+
+
+def import_time(cfg: Config) -> dict[str, Any]:
+    """``import pcsid_async`` against ``import aiohttp``, each in a fresh interpreter.
+
+    pcsid_async imports aiohttp, attrs, cattrs and backoff, so the ratio is what the SDK
+    adds on top of the HTTP library it is built on. Bytecode caching is on for these
+    children (as in any installed package) and one untimed import of each fills the cache
+    first, so no run pays for compiling source.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def probe(module: str) -> float:
+        code = _IMPORT_PROBE.format(module=module)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        return float(out.stdout.strip()) * 1000
+
+    probe("pcsid_async")
+    probe("aiohttp")
+    samples = alternate(
+        cfg.import_reps,
+        {"pcsid_async": lambda: probe("pcsid_async"), "aiohttp": lambda: probe("aiohttp")},
+    )
+    sdk_ms = median(samples["pcsid_async"])
+    aiohttp_ms = median(samples["aiohttp"])
+    return {
+        "ratio": sdk_ms / aiohttp_ms,
+        "pcsid_async_ms": sdk_ms,
+        "aiohttp_ms": aiohttp_ms,
+        "repetitions": cfg.import_reps,
+        "samples": samples,
+    }
+
+
+# --- chart -----------------------------------------------------------------------------------
+
+
+def throughput(cfg: Config) -> dict[str, Any]:
+    """Devices per second against concurrency, SDK and naive, 20 ms server latency.
+
+    Each point renews ``50 x concurrency`` devices (about one ideal second) with the
+    connector limit equal to the concurrency (at least 200, as in the batch scenario).
+    The ideal is concurrency / latency.
+    """
+    latency = cfg.batch_latency
+    points: dict[str, list[float]] = {"sdk": [], "naive": []}
+    with ServerProcess("fixed", latency=latency) as server:
+        asyncio.run(sdk_batch(server, 200, 200))
+        asyncio.run(naive_batch(server, 200, 200))
+        for conc in cfg.chart_concurrency:
+            n = 50 * conc
+            samples = alternate(
+                2,
+                {
+                    "sdk": lambda: asyncio.run(sdk_batch(server, n, conc)),  # noqa: B023
+                    "naive": lambda: asyncio.run(naive_batch(server, n, conc)),  # noqa: B023
+                },
+            )
+            for name, values in points.items():
+                values.append(n / median([s["wall_s"] for s in samples[name]]))
+    return {
+        "concurrency": list(cfg.chart_concurrency),
+        "sdk_devices_per_s": points["sdk"],
+        "naive_devices_per_s": points["naive"],
+        "ideal_devices_per_s": [c / latency for c in cfg.chart_concurrency],
+        "latency_s": latency,
+    }
+
+
+def main() -> None:
+    """Entry point of the memory scenario's child process."""
+    _, scenario, kind, n, url, token, vat = sys.argv
+    assert scenario == "memory", scenario
+    print(json.dumps(memory_child(kind, int(n), url, token, vat)))
+
+
+if __name__ == "__main__":
+    main()

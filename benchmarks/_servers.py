@@ -1,0 +1,256 @@
+"""Benchmark servers, each run in its own process so the client's CPU is measured alone.
+
+Two kinds, both on 127.0.0.1 with a port picked by the OS:
+
+``fixed``
+    A minimal ``aiohttp.web`` server that answers ``pcsid-status`` with the contract's
+    canonical SUCCEEDED activity body and ``renew-pcsid`` with a GENERATED body, after an
+    optional ``--latency``. It does no bookkeeping, so it is the cheapest honest server.
+``fake``
+    ``pcsid_async.testing.FakeClearTax`` with ``any_otp``, ``auto_register`` and the request
+    log off: the independent referee, used where server-side state matters (activities that
+    finish a fixed time after creation, polls counted per activity).
+
+Run as a script, a server prints one JSON line ``{"url", "token", "vat"}`` when it listens,
+then reads JSON commands, one per line, on stdin and answers each with one JSON line on
+stdout. It exits when stdin closes, so it never outlives the harness (even one killed with
+SIGKILL). It ignores SIGINT: on Ctrl-C the harness shuts it down from a ``finally``.
+
+Commands (``fake`` only, besides ``ping``):
+
+``{"cmd": "activities", "n": 2000, "delay": 1.0}``
+    Create ``n`` activities directly on the server (no HTTP) that turn SUCCEEDED ``delay``
+    seconds after creation; answers ``{"ids": [...], "created": <time.monotonic()>}`` with
+    the creation time of the first one (CLOCK_MONOTONIC is system-wide, so the client can
+    measure from it).
+``{"cmd": "polls", "ids": [...]}``
+    Answers ``{"polls": [...], "states": [...]}``: the status requests each activity got.
+``{"cmd": "counts"}``
+    Answers the fake's request counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+API_PREFIX = "/middle-east/ksa/einvoicing"
+TOKEN = "bench-token"
+VAT = "300000000000003"
+
+# The contract's canonical SUCCEEDED activity (cleartax-pcsid.md, "Get PCSID generation status").
+CANONICAL_ACTIVITY = json.dumps(
+    {
+        "ActivityType": "ZATCA_COMPLIANCE_INVOICE",
+        "Status": "SUCCEEDED",
+        "CreatedAt": "2026-11-22T10:15:30.120Z",
+        "UpdatedAt": "2026-11-22T10:15:41.906Z",
+        "CompletedAt": "2026-11-22T10:15:41.906Z",
+        "RequestMetaInfo": {"TotalCount": 6, "SuccessCount": 6, "FailureCount": 0},
+        "ResponseInfo": {
+            "ResponseMetaData": {
+                "PcsidGenerated": "GENERATED",
+                "StandardTaxInvoice": "SUCCEEDED",
+                "StandardTaxInvoiceCredit": "SUCCEEDED",
+                "StandardTaxInvoiceDebit": "SUCCEEDED",
+                "SimplifiedTaxInvoice": "SUCCEEDED",
+                "SimplifiedTaxInvoiceCredit": "SUCCEEDED",
+                "SimplifiedTaxInvoiceDebit": "SUCCEEDED",
+            }
+        },
+        "ErrorList": [],
+    },
+    separators=(",", ":"),
+).encode()
+RENEWED = json.dumps(
+    {
+        "Status": "GENERATED",
+        "DeviceId": "eb645fd8-ee2e-4bdd-82b6-b69c91c9178d",
+        "ErrorList": [],
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def fixed_app(latency: float) -> web.Application:
+    """The ``fixed`` server: canonical bodies after ``latency`` seconds, nothing else."""
+
+    async def status(request: web.Request) -> web.Response:
+        if latency:
+            await asyncio.sleep(latency)
+        return web.Response(body=CANONICAL_ACTIVITY, content_type="application/json")
+
+    async def renew(request: web.Request) -> web.Response:
+        await request.read()
+        if latency:
+            await asyncio.sleep(latency)
+        return web.Response(body=RENEWED, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get(API_PREFIX + "/onboarding/{activity_id}/pcsid-status", status)
+    app.router.add_post(API_PREFIX + "/onboarding/renew-pcsid", renew)
+    return app
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+async def _commands(handle: Any) -> None:
+    """Answer stdin commands until stdin closes (the harness is done, or gone)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        command = json.loads(line)
+        _emit(handle(command))
+
+
+async def serve(kind: str, latency: float) -> None:
+    """Serve until stdin closes."""
+    if kind == "fixed":
+        runner = web.AppRunner(fixed_app(latency), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = runner.addresses[0][1]
+        _emit({"url": f"http://127.0.0.1:{port}{API_PREFIX}", "token": TOKEN, "vat": VAT})
+        try:
+            await _commands(lambda command: {"ok": True})
+        finally:
+            await runner.cleanup()
+        return
+
+    from pcsid_async.testing import FakeClearTax
+
+    fake = FakeClearTax(
+        token=TOKEN,
+        vats=(VAT,),
+        latency=latency,
+        any_otp=True,
+        auto_register=True,
+        record_requests=False,
+    )
+
+    def handle(command: dict[str, Any]) -> dict[str, Any]:
+        cmd = command["cmd"]
+        if cmd == "activities":
+            created = time.monotonic()
+            ids = [fake.create_activity(delay=command["delay"]) for _ in range(command["n"])]
+            return {"ids": ids, "created": created}
+        if cmd == "polls":
+            views = [fake.activity(activity_id) for activity_id in command["ids"]]
+            return {"polls": [v.polls for v in views], "states": [v.state for v in views]}
+        if cmd == "counts":
+            return {"counts": {e: fake.count(e) for e in ("renew", "status")}}
+        return {"ok": True}
+
+    async with fake:
+        _emit({"url": fake.url, "token": TOKEN, "vat": VAT})
+        await _commands(handle)
+
+
+class ServerProcess:
+    """A benchmark server in a child process; use as a context manager.
+
+    The child is always stopped on exit (closing its stdin, then terminate, then kill),
+    including on Ctrl-C and on errors in the measured code.
+    """
+
+    def __init__(self, kind: str, *, latency: float = 0.0) -> None:
+        self.kind = kind
+        self.latency = latency
+        self._proc: subprocess.Popen[str] | None = None
+        self.url = self.token = self.vat = ""
+
+    @classmethod
+    def attached(cls, url: str, token: str, vat: str) -> ServerProcess:
+        """A handle on a server another process started (no process of its own to stop)."""
+        server = cls("attached")
+        server.url, server.token, server.vat = url, token, vat
+        return server
+
+    def __enter__(self) -> ServerProcess:
+        argv = [sys.executable, str(Path(__file__).resolve()), self.kind, str(self.latency)]
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            ready = self._read()
+        except BaseException:
+            self.stop()
+            raise
+        self.url, self.token, self.vat = ready["url"], ready["token"], ready["vat"]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark server {self.kind!r} exited before answering")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def command(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """Send one command and return the server's answer."""
+        assert self._proc is not None
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        self._proc.stdin.flush()
+        return self._read()
+
+    def stop(self) -> None:
+        """Stop the child; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def main() -> None:
+    """``python _servers.py {fixed,fake} LATENCY``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=("fixed", "fake"))
+    parser.add_argument("latency", type=float, nargs="?", default=0.0)
+    args = parser.parse_args()
+    # The harness stops this process from its finally block (closing stdin); a Ctrl-C in the
+    # terminal must not kill it first, or the harness would see a dead server mid-run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(serve(args.kind, args.latency))
+
+
+if __name__ == "__main__":
+    main()
