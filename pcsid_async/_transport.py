@@ -164,12 +164,6 @@ _NO_DEADLINE: Final = contextlib.nullcontext()
 _NO_AIOHTTP_TIMER: Final = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
 
 
-def _being_cancelled() -> bool:
-    """Whether the current task has a pending cancellation request (Python 3.11+)."""
-    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Task.cancelling: 3.11+
-    return cancelling is not None and bool(cancelling())
-
-
 def _is_loopback_host(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -424,9 +418,6 @@ class Transport:
                 status = response.status
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            if _being_cancelled():
-                # Belt and braces (and Python 3.10): a pending cancellation always wins.
-                raise asyncio.CancelledError from exc
             raise self._timeout_error(state, trace, exc) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._connection_error(state, trace, exc) from exc
