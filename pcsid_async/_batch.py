@@ -43,7 +43,7 @@ from typing import Final, TypeVar
 
 import attrs
 
-from ._client import _check_positive, check_token_like
+from ._client import check_positive, check_token_like
 from ._decode import scrub
 from ._errors import (
     ActivityFailedError,
@@ -576,9 +576,9 @@ class PcsidClient(PollingClient):
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        _check_positive(activity_timeout, "activity_timeout", allow_none=True)
-        _check_positive(activity_interval, "activity_interval", allow_none=False)
-        _check_positive(activity_max_interval, "activity_max_interval", allow_none=False)
+        check_positive(activity_timeout, "activity_timeout", allow_none=True)
+        check_positive(activity_interval, "activity_interval", allow_none=False)
+        check_positive(activity_max_interval, "activity_max_interval", allow_none=False)
         if activity_max_interval < activity_interval:
             raise InvalidArgumentError("activity_max_interval must be >= activity_interval")
         if isinstance(requests, (str, bytes)) or not isinstance(

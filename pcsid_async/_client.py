@@ -79,7 +79,8 @@ def check_activity_id(activity_id: object) -> str:
     return quote(value, safe="".join(sorted(_SAFE_SEGMENT_CHARS)))
 
 
-def _check_positive(value: object, name: str, *, allow_none: bool) -> float | None:
+def check_positive(value: object, name: str, *, allow_none: bool) -> float | None:
+    """Validate a positive, finite number of seconds (or ``None`` where allowed)."""
     if value is None and allow_none:
         return None
     if (
@@ -150,12 +151,12 @@ class BaseClient:
             self._base_url = check_base_url(base_url, ssl=ssl)
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        self._timeout = _check_positive(timeout, "timeout", allow_none=True)
+        self._timeout = check_positive(timeout, "timeout", allow_none=True)
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
             raise InvalidArgumentError("max_connections must be an integer >= 1")
         if max_connections < 1:
             raise InvalidArgumentError("max_connections must be an integer >= 1")
-        self._rate_limit = _check_positive(rate_limit, "rate_limit", allow_none=True)
+        self._rate_limit = check_positive(rate_limit, "rate_limit", allow_none=True)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError("retry must be a RetryPolicy or None")
         self._retry = retry or RetryPolicy()

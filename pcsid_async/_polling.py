@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-from ._client import BaseClient, check_activity_id
+from ._client import BaseClient, check_activity_id, check_positive
 from ._errors import ActivityFailedError, ActivityTimeoutError, InvalidArgumentError, PcsidError
 from ._models import ActivityStatus
 
@@ -53,26 +52,11 @@ def _change_key(status: ActivityStatus) -> tuple[object, ...]:
 
 
 def _check_wait_args(timeout: float | None, interval: float, max_interval: float) -> None:
-    for name, value in (("interval", interval), ("max_interval", max_interval)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+    check_positive(interval, "interval", allow_none=False)
+    check_positive(max_interval, "max_interval", allow_none=False)
     if max_interval < interval:
         raise InvalidArgumentError("max_interval must be >= interval")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a positive number of seconds, or None for no deadline; "
-            f"got {timeout!r}"
-        )
+    check_positive(timeout, "timeout (None for no deadline)", allow_none=True)
 
 
 class PollingClient(BaseClient):
