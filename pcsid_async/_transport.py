@@ -15,13 +15,14 @@ Every request goes through :meth:`Transport.call`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import contextvars
 import ipaddress
 import logging
 import math
 import random
 import ssl as ssl_module
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
@@ -128,6 +129,14 @@ class _Pacer:
         """The loop time until which no new request may start."""
         return self._paused_until
 
+    @property
+    def idle(self) -> bool:
+        """Whether no pause was ever asked for and there is no rate limit: nothing to wait for.
+
+        Checked before :meth:`wait`, so the usual request skips a coroutine and a clock read.
+        """
+        return not (self._interval or self._paused_until)
+
     def pause(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` from now (never shortens a running pause)."""
         until = asyncio.get_running_loop().time() + seconds
@@ -156,12 +165,93 @@ class _Pacer:
             return
 
 
-# asyncio.timeout exists from Python 3.11; on 3.10 aiohttp's own timer is used.
-_asyncio_timeout: Callable[[float], contextlib.AbstractAsyncContextManager[object]] | None = (
-    getattr(asyncio, "timeout", None)
-)
-_NO_DEADLINE: Final = contextlib.nullcontext()
+class _Gate:
+    """A FIFO counting gate: ``asyncio.Semaphore`` without its per-call coroutines.
+
+    Taking a free slot is a plain method call (every request takes one); only a request
+    that must queue awaits. A slot is handed straight to the oldest waiter, so a request
+    arriving later never overtakes one already queued.
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        """Take a slot if one is free and nobody is queued; never waits."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait in line for a slot (after :meth:`try_take` said no)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        """Return a slot: to the oldest waiter still waiting, else to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+# Python 3.11 added Task.cancelling()/uncancel(), which tell our timer's cancellation from a
+# caller's; 3.10 has neither, so there aiohttp's own timer is used.
+_HAS_UNCANCEL: Final = sys.version_info >= (3, 11)
 _NO_AIOHTTP_TIMER: Final = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
+
+
+class _Deadline:
+    """A per-attempt deadline with ``asyncio.timeout``'s semantics, at a fraction of its cost.
+
+    aiohttp's own total timer un-cancels the task once per nested use, so a caller's
+    cancellation that lands with it is turned into a timeout and retried away. Like
+    ``asyncio.timeout`` (3.11+), this counts cancellations: when it fires it cancels the
+    task, and on exit the CancelledError becomes TimeoutError only if nobody else asked to
+    cancel meanwhile. The difference is cost: one timer handle and plain method calls,
+    no coroutines, no state enum and no ``get_running_loop`` per request.
+    """
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        task = asyncio.current_task(loop)
+        if task is None:  # pragma: no cover - call() only ever runs inside a task
+            raise RuntimeError("a request deadline needs a running task")
+        self._task = task
+        self._cancelling = 0
+        if sys.version_info >= (3, 11):  # pragma: no branch - only built there (_HAS_UNCANCEL)
+            self._cancelling = task.cancelling()
+        self._fired = False
+        self._handle = loop.call_at(loop.time() + seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def close(self, exc: BaseException | None) -> bool:
+        """Stop the timer; ``True`` when ``exc`` is our own cancellation (a timeout)."""
+        self._handle.cancel()
+        if not self._fired:
+            return False
+        if sys.version_info >= (3, 11):  # pragma: no branch - only built there (_HAS_UNCANCEL)
+            mine = self._task.uncancel() <= self._cancelling
+            return mine and isinstance(exc, asyncio.CancelledError)
+        return False  # pragma: no cover
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -199,7 +289,8 @@ class Transport:
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs or ())
         self._ssl = ssl
-        self._gate = asyncio.Semaphore(max_connections)
+        self._gate = _Gate(max_connections)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pacer = _Pacer(rate_limit)
         self._closed = False
         # Configured here, per client, not by import-time decorators. Two retriers, because
@@ -222,6 +313,8 @@ class Transport:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         if self._session is None:
             # Created here, inside the running loop, on first use; closed by close().
             connector = _Connector(limit=self._max_connections, ssl=self._ssl)
@@ -372,9 +465,65 @@ class Transport:
         state.attempt += 1
         if state.stats is not None:
             state.stats.attempts = state.attempt
-        async with self._gate:
-            await self._pacer.wait()
-            status, headers, body = await self._send(state)
+        gate = self._gate
+        if not gate.try_take():
+            await gate.take()
+        try:
+            if not self._pacer.idle:
+                await self._pacer.wait()
+            # The send, inline: one coroutine less per request.
+            session = self._get_session()
+            trace = _SendTrace()
+            debug = logger.isEnabledFor(logging.DEBUG)
+            started = time.perf_counter() if debug else 0.0
+            timeout = state.timeout or self._timeout
+            deadline: _Deadline | None = None
+            if _HAS_UNCANCEL and timeout.total is not None:
+                assert self._loop is not None  # set by _get_session
+                deadline = _Deadline(self._loop, timeout.total)
+                timeout = _NO_AIOHTTP_TIMER
+            sending = _SENDING.set(trace)
+            try:
+                async with session.request(
+                    state.method,
+                    self._base + state.path,
+                    data=state.body,
+                    headers=state.headers,
+                    allow_redirects=False,
+                    # Per request: a borrowed session may raise for status; we decode every answer.
+                    raise_for_status=False,
+                    timeout=timeout,
+                ) as response:
+                    body = await response.read()
+                    status = response.status
+                    headers = response.headers
+            except BaseException as exc:
+                if deadline is not None and deadline.close(exc):
+                    deadline = None
+                    expired = TimeoutError()  # what asyncio.timeout raises, from the cancellation
+                    expired.__cause__ = exc
+                    raise self._timeout_error(state, trace, expired) from expired
+                deadline = None
+                if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+                    raise self._timeout_error(state, trace, exc) from exc
+                if isinstance(exc, (aiohttp.ClientError, OSError)):
+                    raise self._connection_error(state, trace, exc) from exc
+                raise
+            finally:
+                _SENDING.reset(sending)
+                if deadline is not None:
+                    deadline.close(None)
+            if debug:
+                logger.debug(
+                    "%s %s -> %d (attempt %d, %.1f ms)",
+                    state.method,
+                    state.path,
+                    status,
+                    state.attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
+        finally:
+            gate.give()
         if status in _PAUSING:
             self._maybe_pause(status, headers)
         return state.decode(status, headers, body)
@@ -385,54 +534,6 @@ class Transport:
             seconds = min(seconds, self._policy.max_retry_after)
             logger.info("server answered %d: pausing new requests for %.3f s", status, seconds)
             self._pacer.pause(seconds)
-
-    async def _send(self, state: _CallState[Any]) -> tuple[int, Mapping[str, str], bytes]:
-        session = self._get_session()
-        trace = _SendTrace()
-        started = time.perf_counter()
-        url = self._base + state.path
-        sending = _SENDING.set(trace)
-        timeout = state.timeout or self._timeout
-        deadline: contextlib.AbstractAsyncContextManager[object] = _NO_DEADLINE
-        if _asyncio_timeout is not None and timeout.total is not None:
-            # aiohttp's own total timer un-cancels the task once per nested use, so a caller's
-            # cancellation that lands with it is turned into a timeout and retried away.
-            # asyncio.timeout (3.11+) counts cancellations right: the caller's wins.
-            deadline = _asyncio_timeout(timeout.total)
-            timeout = _NO_AIOHTTP_TIMER
-        try:
-            async with (
-                deadline,
-                session.request(
-                    state.method,
-                    url,
-                    data=state.body,
-                    headers=state.headers,
-                    allow_redirects=False,
-                    # Per request: a borrowed session may raise for status; we decode every answer.
-                    raise_for_status=False,
-                    timeout=timeout,
-                ) as response,
-            ):
-                body = await response.read()
-                status = response.status
-                headers = response.headers
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise self._timeout_error(state, trace, exc) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise self._connection_error(state, trace, exc) from exc
-        finally:
-            _SENDING.reset(sending)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d (attempt %d, %.1f ms)",
-                state.method,
-                state.path,
-                status,
-                state.attempt,
-                (time.perf_counter() - started) * 1000,
-            )
-        return status, headers, body
 
     def _reached(self, trace: _SendTrace, exc: BaseException) -> bool:
         if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):

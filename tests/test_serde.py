@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -10,7 +11,7 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pcsid_async import (
@@ -442,3 +443,185 @@ class TestDecodeReasons:
                 structure(data)
         with pytest.raises(ResponseDecodeError, match=f"expected a JSON object, got {kind}"):
             structure_activity(data, "a")
+
+
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=1),
+)
+
+
+def _mostly(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually ``good``, sometimes any odd JSON value: so both decode paths get exercised."""
+    return st.one_of(good, good, good, good, good, _ODD_VALUES)
+
+
+_TIMESTAMPS = st.one_of(
+    st.sampled_from(
+        [
+            "2026-11-22T10:15:30.120Z",
+            "2026-11-22T13:15:30+03:00",
+            "2026-11-22 10:15:30",
+            "2026-11-22T10:15",
+            " 2026-11-22T10:15:30Z",
+            "2026-11-22T10:15:30Z ",
+            "2026-13-22T10:15:30Z",
+            "0001-01-01T00:00:00+05:00",
+            "1763806530",
+            "1763806530120",
+        ]
+    ),
+    st.sampled_from(["2026-11-22T10:15:30.120Z", "2026-11-22T13:15:30+03:00", None] * 4),
+    st.integers(0, 2_000_000_000_000),
+    _ODD_VALUES,
+)
+_WELL_TYPED_TIMES = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 2),
+        max_value=dt.datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, dt.timezone(dt.timedelta(hours=3))]),
+    ).map(dt.datetime.isoformat),
+    st.sampled_from(["2026-11-22T10:15:30.120Z", "2026-11-22T10:15:30"]),
+)
+_CHECK_TEXTS = _mostly(st.sampled_from(["SUCCEEDED", "succeeded ", "bad qr, bad hash", "", " , "]))
+
+
+def _both_paths(body: dict[str, Any]) -> tuple[ActivityStatus | None, ActivityStatus | Exception]:
+    """What the fast path built (``None``: it deferred) and what the converter alone makes."""
+    from pcsid_async import _serde
+
+    real = _serde._fast_activity
+    seen: list[ActivityStatus | None] = []
+
+    def spy(*args: Any) -> ActivityStatus | None:
+        seen.append(real(*args))
+        return seen[-1]
+
+    try:
+        _serde._fast_activity = spy  # type: ignore[assignment]
+        with contextlib.suppress(ResponseDecodeError):
+            structure_activity(body, "a")
+        _serde._fast_activity = lambda *args: None  # type: ignore[assignment]
+        try:
+            slow: ActivityStatus | Exception = structure_activity(body, "a")
+        except ResponseDecodeError as exc:
+            slow = exc
+    finally:
+        _serde._fast_activity = real  # type: ignore[assignment]
+    return (seen[0] if seen else None), slow
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """A wire body from flat fields: counts in RequestMetaInfo, checks in ResponseInfo."""
+    body = {k: v for k, v in flat.items() if k not in ("Counts", "Meta")}
+    if "Counts" in flat:
+        body["RequestMetaInfo"] = flat["Counts"]
+    if "Meta" in flat:
+        body["ResponseInfo"] = {"ResponseMetaData": flat["Meta"]}
+    return body
+
+
+class TestActivityFastPath:
+    """The direct decode of well-typed bodies agrees with the converter on every body."""
+
+    def test_canonical_body_takes_the_fast_path(self) -> None:
+        body = canonical_body(CompletedAt=None, ErrorList=[{"ErrorCode": "1", "ErrorMessage": "m"}])
+        body["ResponseInfo"]["ResponseMetaData"][CHECKS[0]] = "x, y"
+        fast, slow = _both_paths(body)
+        assert fast is not None
+        assert fast == slow
+        assert fast.checks[ComplianceCheck(CHECKS[0])].messages == ("x", "y")
+        assert fast.errors == (ErrorDetail(code="1", message="m"),)
+        again, _ = _both_paths(body)  # the check map is shared, the model equal
+        assert again == fast
+        assert again is not None
+        assert again.checks is fast.checks
+
+    def test_unhashable_check_text_defers_to_the_converter(self) -> None:
+        body = canonical_body()
+        body["ResponseInfo"]["ResponseMetaData"][CHECKS[0]] = ["x"]
+        fast, slow = _both_paths(body)
+        assert fast is None
+        assert isinstance(slow, ResponseDecodeError)
+
+    @given(
+        st.fixed_dictionaries(
+            {
+                "Status": _mostly(st.sampled_from(["SUCCEEDED", "FAILED", "IN_PROGRESS"])),
+                "ActivityType": _mostly(st.sampled_from(["ZATCA_COMPLIANCE_INVOICE", None])),
+                "CreatedAt": _TIMESTAMPS,
+                "UpdatedAt": _TIMESTAMPS,
+                "CompletedAt": _TIMESTAMPS,
+                "ErrorList": _mostly(
+                    st.sampled_from([[], None, [{"ErrorCode": 7, "ErrorMessage": "m"}]])
+                ),
+            },
+            optional={
+                "Counts": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "TotalCount": _mostly(st.sampled_from([6, 3, "6"])),
+                        "SuccessCount": _mostly(st.sampled_from([6, 0, 6.0])),
+                        "FailureCount": _mostly(st.just(0)),
+                    },
+                ),
+                "Meta": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "PcsidGenerated": _mostly(st.sampled_from(["GENERATED", "FAILED", "NOPE"])),
+                        **dict.fromkeys(CHECKS, _CHECK_TEXTS),
+                    },
+                ),
+            },
+        )
+    )
+    @settings(max_examples=300)
+    def test_fast_path_equals_the_converter(self, flat: dict[str, Any]) -> None:
+        fast, slow = _both_paths(_nest(flat))
+        if isinstance(slow, Exception):
+            assert fast is None  # only the converter words complaints
+            return
+        if fast is not None:
+            assert fast == slow
+            assert [type(v) for v in attrs.astuple(fast, recurse=False)] == [
+                type(v) for v in attrs.astuple(slow, recurse=False)
+            ]
+
+    @given(
+        st.fixed_dictionaries(
+            {
+                "Status": st.sampled_from(["SUCCEEDED", "FAILED", "IN_PROGRESS"]),
+                "ActivityType": st.sampled_from(["ZATCA_COMPLIANCE_INVOICE", None]),
+                "CreatedAt": _WELL_TYPED_TIMES,
+                "UpdatedAt": _WELL_TYPED_TIMES,
+                "CompletedAt": _WELL_TYPED_TIMES,
+                "ErrorList": st.sampled_from([[], None, [{"ErrorCode": 7, "ErrorMessage": "m"}]]),
+            },
+            optional={
+                "Counts": st.fixed_dictionaries(
+                    {},
+                    optional=dict.fromkeys(
+                        ("TotalCount", "SuccessCount", "FailureCount"), st.integers(0, 6)
+                    ),
+                ),
+                "Meta": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "PcsidGenerated": st.sampled_from(["GENERATED", "FAILED"]),
+                        **dict.fromkeys(
+                            CHECKS, st.one_of(st.just("SUCCEEDED"), st.text(max_size=8))
+                        ),
+                    },
+                ),
+            },
+        )
+    )
+    def test_well_typed_bodies_take_the_fast_path(self, flat: dict[str, Any]) -> None:
+        fast, slow = _both_paths(_nest(flat))
+        assert fast is not None
+        assert fast == slow
