@@ -43,7 +43,8 @@ class Config:
 
     quick: bool
     reps: int  # repetitions of each side of a scenario (batch, overhead), median reported
-    overhead_reps: int = 5
+    overhead_reps: int = 3
+    overhead_chunk: int = 500  # calls per side per interleaved round
     polling_reps: int = 5
     scaling_rounds: int = 3
     overhead_requests: int = 20_000
@@ -64,12 +65,12 @@ class Config:
     def make(cls, *, quick: bool) -> Config:
         """The quick (< 60 s) or the full (< 10 min) configuration."""
         if quick:
-            # Sized to finish in a minute on 2 shared cores: fewer repetitions, and half the
-            # overhead scenario's calls (a per-call figure: the count only steadies it).
+            # Sized to finish in about a minute on 2 shared cores: fewer repetitions, and
+            # half the overhead scenario's calls (a per-call figure: the count steadies it).
             return cls(
                 quick=True,
                 reps=2,
-                overhead_reps=3,
+                overhead_reps=2,
                 polling_reps=2,
                 scaling_rounds=2,
                 overhead_requests=10_000,
@@ -153,52 +154,68 @@ def overhead(cfg: Config) -> dict[str, Any]:
     concurrency) calling ``get_status``, which validates the id, decodes the canonical
     SUCCEEDED body into an ``ActivityStatus`` (three timestamps, six checks) and would retry
     a transient failure. Both make the same number of calls from the same number of worker
-    coroutines; the clock runs after a warm-up that opens every connection.
+    coroutines, after a warm-up that opens every connection.
+
+    Interleaved finely: a shared VM's speed drifts by tens of percent within seconds, so
+    whole back-to-back runs of each side disagree by more than the difference measured.
+    Each repetition opens both clients in one event loop and alternates between them in
+    rounds of ``overhead_chunk`` calls (the side going first alternates too), adding up
+    each side's CPU; every slow or fast spell of the machine is shared by both sides. A
+    repetition's ratio is SDK CPU / raw CPU over all its rounds; the median of the
+    repetitions is ``cpu_ratio``.
     """
-    n, conc = cfg.overhead_requests, cfg.overhead_concurrency
+    n, conc, chunk = cfg.overhead_requests, cfg.overhead_concurrency, cfg.overhead_chunk
+    rounds = max(1, n // chunk)
 
     with ServerProcess("fixed") as server:
+        url = f"{server.url}/onboarding/{ACTIVITY_ID}/pcsid-status"
+        headers = raw_headers(server)
 
-        async def sdk() -> dict[str, Any]:
-            async with sdk_client(server, conc) as client:
+        async def repetition() -> dict[str, Any]:
+            async with sdk_client(server, conc) as client, raw_session(conc) as session:
 
-                async def one() -> None:
+                async def sdk_one() -> None:
                     status = await client.get_status(ACTIVITY_ID)
                     assert status.succeeded
 
-                return await measure(one)
-
-        async def raw() -> dict[str, Any]:
-            url = f"{server.url}/onboarding/{ACTIVITY_ID}/pcsid-status"
-            headers = raw_headers(server)
-            async with raw_session(conc) as session:
-
-                async def one() -> None:
+                async def raw_one() -> None:
                     async with session.get(url, headers=headers) as resp:
                         body = await resp.json()
                     assert body["Status"] == "SUCCEEDED"
 
-                return await measure(one)
+                sides = {"sdk": sdk_one, "raw": raw_one}
+                for one in sides.values():  # warm-up: every connection open, code paths hot
+                    await workers(conc, conc * 4, one)
+                cpu = dict.fromkeys(sides, 0.0)
+                wall = dict.fromkeys(sides, 0.0)
+                for k in range(rounds):
+                    order = ("sdk", "raw") if k % 2 == 0 else ("raw", "sdk")
+                    for name in order:
+                        c, w = time.process_time(), time.perf_counter()
+                        await workers(conc, chunk, sides[name])
+                        cpu[name] += time.process_time() - c
+                        wall[name] += time.perf_counter() - w
+            calls = rounds * chunk
+            return {
+                "ratio": cpu["sdk"] / cpu["raw"],
+                "sdk_cpu_us": cpu["sdk"] / calls * 1e6,
+                "raw_cpu_us": cpu["raw"] / calls * 1e6,
+                "sdk_wall_s": wall["sdk"],
+                "raw_wall_s": wall["raw"],
+            }
 
-        async def measure(one: Callable[[], Awaitable[None]]) -> dict[str, Any]:
-            await workers(conc, conc, one)  # warm-up: every connection open
-            cpu, wall = time.process_time(), time.perf_counter()
-            await workers(conc, n, one)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            return {"cpu_us": cpu / n * 1e6, "wall_s": wall}
-
-        samples = alternate(
-            cfg.overhead_reps,
-            {"sdk": lambda: asyncio.run(sdk()), "raw": lambda: asyncio.run(raw())},
-        )
-    sdk_cpu = median([s["cpu_us"] for s in samples["sdk"]])
-    raw_cpu = median([s["cpu_us"] for s in samples["raw"]])
+        samples = []
+        for _ in range(cfg.overhead_reps):
+            gc.collect()
+            samples.append(asyncio.run(repetition()))
     return {
-        "cpu_ratio": sdk_cpu / raw_cpu,
-        "sdk_cpu_per_request_us": sdk_cpu,
-        "raw_cpu_per_request_us": raw_cpu,
-        "requests": n,
+        "cpu_ratio": median([s["ratio"] for s in samples]),
+        "sdk_cpu_per_request_us": median([s["sdk_cpu_us"] for s in samples]),
+        "raw_cpu_per_request_us": median([s["raw_cpu_us"] for s in samples]),
+        "requests": rounds * chunk,
         "concurrency": conc,
+        "round_size": chunk,
+        "rounds": rounds,
         "repetitions": cfg.overhead_reps,
         "samples": samples,
     }

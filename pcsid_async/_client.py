@@ -22,7 +22,12 @@ import aiohttp
 from yarl import URL
 
 from ._config import RetryPolicy
-from ._decode import decode_activity, decode_csid, decode_renewal, parse_retry_after
+from ._decode import (
+    activity_decoder,
+    decode_csid,
+    decode_renewal,
+    parse_retry_after,
+)
 from ._errors import InvalidArgumentError
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
 from ._serde import wire_name
@@ -195,6 +200,9 @@ class BaseClient:
             ssl=ssl,
         )
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
+        self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
+        self._default_headers = (self._headers(None, post=False), self._headers(None, post=True))
+        self._secrets = (self._token,)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -249,7 +257,13 @@ class BaseClient:
     # --- helpers -------------------------------------------------------------------------------
 
     def _headers(self, vat: str | None, *, post: bool) -> dict[str, str]:
-        vat = self._vat if vat is None else check_token_like(vat, "vat")
+        if vat is None:
+            vat = self._vat
+            defaults = self._default_headers
+            if defaults is not None:
+                return defaults[post]
+        else:
+            vat = check_token_like(vat, "vat")
         key = (vat, post)
         headers = self._header_cache.get(key)
         if headers is None:
@@ -359,13 +373,7 @@ class BaseClient:
             path,
             headers=self._headers(vat, post=False),
             body=None,
-            decode=partial(
-                decode_activity,
-                activity_id=str(activity_id),
-                method="GET",
-                path=path,
-                secrets=(self._token,),
-            ),
+            decode=activity_decoder(str(activity_id), path, self._secrets),
             safe=True,
         )
 
@@ -379,20 +387,12 @@ class BaseClient:
         """
         segment = check_activity_id(activity_id)
         path = f"/onboarding/{segment}/pcsid-status"
-        token = self._token
+        decode_status = activity_decoder(activity_id, path, self._secrets)
 
         def decode(
             status: int, headers: Mapping[str, str], body: bytes
         ) -> tuple[ActivityStatus, float | None]:
-            model = decode_activity(
-                status,
-                headers,
-                body,
-                activity_id=activity_id,
-                method="GET",
-                path=path,
-                secrets=(token,),
-            )
+            model = decode_status(status, headers, body)
             return model, parse_retry_after(headers.get("Retry-After"))
 
         return await self._transport.call(

@@ -307,6 +307,23 @@ class TestSuccessBodies:
         assert status.state is ActivityState.IN_PROGRESS
         assert not status.is_terminal
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            json.dumps(activity_body()).encode("utf-16"),  # JSON's other encodings, by BOM
+            b"\xef\xbb\xbf" + encode(activity_body()),  # a UTF-8 byte order mark
+            encode(activity_body(CreatedAt=1795342530120)),  # epoch milliseconds
+            encode(activity_body(RequestMetaInfo={"TotalCount": "6"})),  # a numeric string
+        ],
+    )
+    def test_unusual_but_valid_bodies_take_the_long_road_to_the_same_model(
+        self, body: bytes
+    ) -> None:
+        status = decode_activity(200, {}, body, activity_id="a")
+        assert status.state is ActivityState.SUCCEEDED
+        assert status.failed_checks == (ComplianceCheck.STANDARD_TAX_INVOICE_DEBIT,)
+        assert status.created_at == dt.datetime(2026, 11, 22, 10, 15, 30, 120000, dt.timezone.utc)
+
 
 class TestFailedActivityQuirk:
     """A FAILED activity arrives as HTTP 500 with a normal activity body."""

@@ -495,7 +495,7 @@ def _both_paths(body: dict[str, Any]) -> tuple[ActivityStatus | None, ActivitySt
     """What the fast path built (``None``: it deferred) and what the converter alone makes."""
     from pcsid_async import _serde
 
-    real = _serde._fast_activity
+    real = _serde.fast_activity
     seen: list[ActivityStatus | None] = []
 
     def spy(*args: Any) -> ActivityStatus | None:
@@ -503,16 +503,16 @@ def _both_paths(body: dict[str, Any]) -> tuple[ActivityStatus | None, ActivitySt
         return seen[-1]
 
     try:
-        _serde._fast_activity = spy  # type: ignore[assignment]
+        _serde.fast_activity = spy  # type: ignore[assignment]
         with contextlib.suppress(ResponseDecodeError):
             structure_activity(body, "a")
-        _serde._fast_activity = lambda *args: None  # type: ignore[assignment]
+        _serde.fast_activity = lambda *args: None  # type: ignore[assignment]
         try:
             slow: ActivityStatus | Exception = structure_activity(body, "a")
         except ResponseDecodeError as exc:
             slow = exc
     finally:
-        _serde._fast_activity = real  # type: ignore[assignment]
+        _serde.fast_activity = real  # type: ignore[assignment]
     return (seen[0] if seen else None), slow
 
 
@@ -625,3 +625,47 @@ class TestActivityFastPath:
         fast, slow = _both_paths(_nest(flat))
         assert fast is not None
         assert fast == slow
+
+
+def _renewal_both_paths(body: dict[str, Any]) -> tuple[RenewalResult | None, object]:
+    from pcsid_async import _serde
+
+    try:
+        slow: object = structure_renewal(body)
+    except ResponseDecodeError as exc:
+        slow = exc
+    return _serde.fast_renewal(body), slow
+
+
+class TestRenewalFastPath:
+    @given(
+        st.fixed_dictionaries(
+            {"Status": st.sampled_from(["GENERATED", "FAILED"])},
+            optional={
+                "DeviceId": st.one_of(st.none(), st.text(max_size=8)),
+                "PcsidGenerationActivityId": st.one_of(st.none(), st.text(max_size=8)),
+                "ErrorList": st.sampled_from([[], None]),
+            },
+        )
+    )
+    def test_well_typed_answers_take_the_fast_path(self, body: dict[str, Any]) -> None:
+        fast, slow = _renewal_both_paths(body)
+        assert fast is not None
+        assert fast == slow
+
+    @given(
+        st.fixed_dictionaries(
+            {"Status": _mostly(st.sampled_from(["GENERATED", "FAILED", "NOPE"]))},
+            optional={
+                "DeviceId": _mostly(st.text(max_size=8)),
+                "PcsidGenerationActivityId": _mostly(st.text(max_size=8)),
+                "ErrorList": _mostly(st.sampled_from([[], [{"ErrorCode": "6002"}]])),
+            },
+        )
+    )
+    def test_fast_path_equals_the_converter(self, body: dict[str, Any]) -> None:
+        fast, slow = _renewal_both_paths(body)
+        if isinstance(slow, Exception):
+            assert fast is None
+        elif fast is not None:
+            assert fast == slow
