@@ -509,9 +509,8 @@ def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | No
     for container in (request_meta, response_info, meta):
         if container is not None and type(container) is not dict:
             return None
-    times: list[dt.datetime | None] = []
-    for name in _TIME_FIELDS:
-        value = get(name)
+    times: list[Any] = list(map(get, _TIME_FIELDS))
+    for i, value in enumerate(times):
         if value is not None:
             if type(value) is not str or value[4:5] != "-":
                 return None
@@ -524,20 +523,16 @@ def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | No
                     parsed = _parse_iso(value)
             except (ValueError, OverflowError):  # the converter words the complaint
                 return None
-            value = parsed
-        times.append(value)
-    containers = (request_meta, response_info, body, meta)
-    counts: list[int | None] = []
-    for name in _COUNT_NAMES:
-        count = None
-        for container in containers:
-            if container is not None:
-                count = container.get(name)
-                if count is not None:
-                    if type(count) is not int:
-                        return None
-                    break
-        counts.append(count)
+            times[i] = parsed
+    # Counts: RequestMetaInfo first (where the contract puts them), then the other places.
+    counts: list[Any] = (
+        [None] * 3 if request_meta is None else list(map(request_meta.get, _COUNT_NAMES))
+    )
+    if None in counts:
+        counts = [_count((request_meta, response_info, body, meta), name) for name in _COUNT_NAMES]
+    for count in counts:
+        if count is not None and type(count) is not int:
+            return None
     generated: GenerationStatus | None = None
     checks = _NO_CHECKS
     if meta is not None:

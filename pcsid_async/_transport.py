@@ -24,7 +24,7 @@ import random
 import ssl as ssl_module
 import sys
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import aiohttp
@@ -404,7 +404,7 @@ class Transport:
 
     # --- one call ------------------------------------------------------------------------------
 
-    async def call(
+    def call(
         self,
         method: str,
         path: str,
@@ -416,7 +416,7 @@ class Transport:
         retries: bool = True,
         timeout: float | None = None,
         stats: CallStats | None = None,
-    ) -> _T:
+    ) -> Coroutine[Any, Any, _T]:
         """Send one logical call, retrying per the policy, and return the decoded model.
 
         Args:
@@ -436,97 +436,106 @@ class Transport:
         state.stats = stats
         if timeout is not None:
             state.timeout = aiohttp.ClientTimeout(total=timeout)
-        if not retries or self._policy.max_attempts == 1:
-            return await self._attempt(state)
-        # The first attempt runs without backoff: its per-call bookkeeping (clock reads, a
-        # primed generator, a details dict, coroutine layers) cost over a tenth of a
-        # successful call's CPU, and nearly every call succeeds at once. A retryable failure
-        # is handed to backoff, which replays it as its own first try (see _attempt), so
-        # tries, waits, Retry-After and max_elapsed (timed from here) are unchanged.
-        started = time.monotonic()
-        try:
-            return await self._attempt(state)
-        except PcsidError as exc:
-            if not self.is_retryable(exc, safe=safe):
-                raise
-            state.replay = exc
-        retrying = self._retry_safe if safe else self._retry_unsafe
-        token = _CALL_STARTED.set(started)
-        try:
-            result: _T = await retrying(state)
-        finally:
-            _CALL_STARTED.reset(token)
-        return result
+        if retries and self._policy.max_attempts > 1:
+            # The first attempt runs without backoff: its per-call bookkeeping (clock reads,
+            # a primed generator, a details dict, coroutine layers) costs over a tenth of a
+            # successful call's CPU, and nearly every call succeeds at once. A retryable
+            # failure is handed to backoff (see _attempt), which replays it as its own first
+            # try, so tries, waits, Retry-After and max_elapsed (timed from here) are as if
+            # backoff had run the call from the start.
+            state.handover = True
+            state.started = time.monotonic()
+        # Not a coroutine itself: the caller awaits _attempt directly, one frame less.
+        return self._attempt(state)
 
     async def _attempt(self, state: _CallState[_T]) -> _T:
         if state.replay is not None:  # the failed first attempt, made before backoff began
             failure, state.replay = state.replay, None
             raise failure
-        state.attempt += 1
-        if state.stats is not None:
-            state.stats.attempts = state.attempt
-        gate = self._gate
-        if not gate.try_take():
-            await gate.take()
         try:
-            if not self._pacer.idle:
-                await self._pacer.wait()
-            # The send, inline: one coroutine less per request.
-            session = self._get_session()
-            trace = _SendTrace()
-            debug = logger.isEnabledFor(logging.DEBUG)
-            started = time.perf_counter() if debug else 0.0
-            timeout = state.timeout or self._timeout
-            deadline: _Deadline | None = None
-            if _HAS_UNCANCEL and timeout.total is not None:
-                assert self._loop is not None  # set by _get_session
-                deadline = _Deadline(self._loop, timeout.total)
-                timeout = _NO_AIOHTTP_TIMER
-            sending = _SENDING.set(trace)
+            state.attempt += 1
+            if state.stats is not None:
+                state.stats.attempts = state.attempt
+            gate = self._gate
+            if not gate.try_take():
+                await gate.take()
             try:
-                async with session.request(
-                    state.method,
-                    self._base + state.path,
-                    data=state.body,
-                    headers=state.headers,
-                    allow_redirects=False,
-                    # Per request: a borrowed session may raise for status; we decode every answer.
-                    raise_for_status=False,
-                    timeout=timeout,
-                ) as response:
-                    body = await response.read()
-                    status = response.status
-                    headers = response.headers
-            except BaseException as exc:
-                if deadline is not None and deadline.close(exc):
+                if not self._pacer.idle:
+                    await self._pacer.wait()
+                # The send, inline: one coroutine less per request.
+                session = self._session if self._loop is not None else None
+                if session is None or self._closed:
+                    session = self._get_session()
+                trace = _SendTrace()
+                debug = logger.isEnabledFor(logging.DEBUG)
+                started = time.perf_counter() if debug else 0.0
+                timeout = state.timeout or self._timeout
+                deadline: _Deadline | None = None
+                if _HAS_UNCANCEL and timeout.total is not None:
+                    assert self._loop is not None  # set by _get_session
+                    deadline = _Deadline(self._loop, timeout.total)
+                    timeout = _NO_AIOHTTP_TIMER
+                sending = _SENDING.set(trace)
+                try:
+                    async with session.request(
+                        state.method,
+                        self._base + state.path,
+                        data=state.body,
+                        headers=state.headers,
+                        allow_redirects=False,
+                        # A borrowed session may raise for status; we decode every answer.
+                        raise_for_status=False,
+                        timeout=timeout,
+                    ) as response:
+                        body = await response.read()
+                        status = response.status
+                        headers = response.headers
+                except BaseException as exc:
+                    if deadline is not None and deadline.close(exc):
+                        deadline = None
+                        expired = (
+                            TimeoutError()
+                        )  # what asyncio.timeout raises, from the cancellation
+                        expired.__cause__ = exc
+                        raise self._timeout_error(state, trace, expired) from expired
                     deadline = None
-                    expired = TimeoutError()  # what asyncio.timeout raises, from the cancellation
-                    expired.__cause__ = exc
-                    raise self._timeout_error(state, trace, expired) from expired
-                deadline = None
-                if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-                    raise self._timeout_error(state, trace, exc) from exc
-                if isinstance(exc, (aiohttp.ClientError, OSError)):
-                    raise self._connection_error(state, trace, exc) from exc
-                raise
+                    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+                        raise self._timeout_error(state, trace, exc) from exc
+                    if isinstance(exc, (aiohttp.ClientError, OSError)):
+                        raise self._connection_error(state, trace, exc) from exc
+                    raise
+                finally:
+                    _SENDING.reset(sending)
+                    if deadline is not None:
+                        deadline.close(None)
+                if debug:
+                    logger.debug(
+                        "%s %s -> %d (attempt %d, %.1f ms)",
+                        state.method,
+                        state.path,
+                        status,
+                        state.attempt,
+                        (time.perf_counter() - started) * 1000,
+                    )
             finally:
-                _SENDING.reset(sending)
-                if deadline is not None:
-                    deadline.close(None)
-            if debug:
-                logger.debug(
-                    "%s %s -> %d (attempt %d, %.1f ms)",
-                    state.method,
-                    state.path,
-                    status,
-                    state.attempt,
-                    (time.perf_counter() - started) * 1000,
-                )
+                gate.give()
+            if status in _PAUSING:
+                self._maybe_pause(status, headers)
+            return state.decode(status, headers, body)
+        except PcsidError as exc:
+            if not state.handover or not self.is_retryable(exc, safe=state.safe):
+                raise
+            state.replay = exc
+        # The first attempt failed retryably: backoff takes over, replaying that failure as
+        # its own first try (above), then retrying per the policy.
+        state.handover = False
+        retrying = self._retry_safe if state.safe else self._retry_unsafe
+        token = _CALL_STARTED.set(state.started)
+        try:
+            result: _T = await retrying(state)
         finally:
-            gate.give()
-        if status in _PAUSING:
-            self._maybe_pause(status, headers)
-        return state.decode(status, headers, body)
+            _CALL_STARTED.reset(token)
+        return result
 
     def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
         seconds = parse_retry_after(headers.get("Retry-After"))
@@ -601,11 +610,13 @@ class _CallState(Generic[_T]):
         "attempt",
         "body",
         "decode",
+        "handover",
         "headers",
         "method",
         "path",
         "replay",
         "safe",
+        "started",
         "stats",
         "timeout",
     )
@@ -629,6 +640,8 @@ class _CallState(Generic[_T]):
         self.timeout: aiohttp.ClientTimeout | None = None
         self.stats: CallStats | None = None
         self.replay: PcsidError | None = None
+        self.handover = False  # a retryable failure goes to backoff (first attempt only)
+        self.started = 0.0  # time.monotonic() at the call's start, when it may retry
 
 
 def check_base_url(base_url: str | URL, *, ssl: ssl_module.SSLContext | bool) -> URL:
