@@ -64,6 +64,10 @@ def check_token_like(value: object, name: str) -> str:
 
     The message names the argument, never its value (it may be a secret).
     """
+    # The usual value, at once: printable with no space means no whitespace and no
+    # control characters at all, so it is neither blank nor injectable.
+    if type(value) is str and value and value.isprintable() and " " not in value:
+        return value
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
