@@ -98,7 +98,7 @@ async def fake() -> AsyncIterator[FakeClearTax]:
 
 @pytest.fixture
 def client(fake: FakeClearTax, make_client: ClientFactory) -> PcsidClient:
-    return make_client(fake.url, retry=quick_retry(max_attempts=ATTEMPTS), timeout=0.05)
+    return make_client(fake.url, retry=quick_retry(max_attempts=ATTEMPTS), timeout=0.3)
 
 
 POSTS = ["renew", "generate"]
@@ -312,7 +312,7 @@ class TestRetryUnsafeOptIn:
     @pytest.fixture
     def client(self, fake: FakeClearTax, make_client: ClientFactory) -> PcsidClient:
         policy = quick_retry(max_attempts=ATTEMPTS, retry_unsafe=True)
-        return make_client(fake.url, retry=policy, timeout=0.05)
+        return make_client(fake.url, retry=policy, timeout=0.3)
 
     @pytest.mark.parametrize("endpoint", POSTS)
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
