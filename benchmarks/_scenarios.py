@@ -75,7 +75,7 @@ class Config:
                 overhead_reps=2,
                 polling_reps=2,
                 scaling_rounds=2,
-                overhead_requests=6_000,
+                overhead_requests=10_000,
                 batch_devices=4_000,
                 memory_devices=20_000,
                 scaling_devices=(1_000, 10_000),
@@ -310,6 +310,12 @@ def batch(cfg: Config) -> dict[str, Any]:
         "sdk_wall_s": sdk_wall,
         "naive_wall_s": naive_wall,
         "naive_wall_over_ideal": naive_wall / ideal,
+        # The ideal assumes a client that costs no CPU. This one is the client's own floor:
+        # its CPU time for the batch (one core). wall / floor near 1 means the batch never
+        # waited on anything but its own CPU.
+        "sdk_cpu_floor_s": n * median([s["cpu_us_per_device"] for s in samples["sdk"]]) / 1e6,
+        "sdk_wall_over_cpu_floor": sdk_wall
+        / (n * median([s["cpu_us_per_device"] for s in samples["sdk"]]) / 1e6),
         "ideal_s": ideal,
         "sdk_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["sdk"]]),
         "naive_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["naive"]]),
