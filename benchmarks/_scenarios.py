@@ -302,6 +302,8 @@ def batch(cfg: Config) -> dict[str, Any]:
     pair_ratios = [
         s["wall_s"] / b["wall_s"] for s, b in zip(samples["sdk"], samples["naive"], strict=True)
     ]
+    sdk_cpu_us = median([s["cpu_us_per_device"] for s in samples["sdk"]])
+    cpu_floor = n * sdk_cpu_us / 1e6
     return {
         "wall_over_ideal": sdk_wall / ideal,
         "vs_naive": median(pair_ratios),
@@ -313,11 +315,10 @@ def batch(cfg: Config) -> dict[str, Any]:
         # The ideal assumes a client that costs no CPU. This one is the client's own floor:
         # its CPU time for the batch (one core). wall / floor near 1 means the batch never
         # waited on anything but its own CPU.
-        "sdk_cpu_floor_s": n * median([s["cpu_us_per_device"] for s in samples["sdk"]]) / 1e6,
-        "sdk_wall_over_cpu_floor": sdk_wall
-        / (n * median([s["cpu_us_per_device"] for s in samples["sdk"]]) / 1e6),
+        "sdk_cpu_floor_s": cpu_floor,
+        "sdk_wall_over_cpu_floor": sdk_wall / cpu_floor,
         "ideal_s": ideal,
-        "sdk_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["sdk"]]),
+        "sdk_cpu_per_device_us": sdk_cpu_us,
         "naive_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["naive"]]),
         "devices": n,
         "latency_s": latency,

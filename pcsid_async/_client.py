@@ -78,7 +78,9 @@ def check_token_like(value: object, name: str) -> str:
 
 
 # The usual id (ClearTax's are 24 hex digits) needs neither quoting nor a closer look.
-_PLAIN_SEGMENT: Final = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]+").fullmatch
+_PLAIN_SEGMENT: Final = re.compile(
+    "[" + re.escape("".join(sorted(_SAFE_SEGMENT_CHARS))) + "]+"
+).fullmatch
 
 
 def check_activity_id(activity_id: object) -> str:

@@ -501,8 +501,8 @@ class Transport:
                 if not self._pacer.idle:
                     await self._pacer.wait()
                 # The send, inline: one coroutine less per request.
-                session = self._session if self._loop is not None else None
-                if session is None or self._closed:
+                session = self._session
+                if session is None or self._loop is None or self._closed:
                     session = self._get_session()
                 trace = _SendTrace()
                 debug = logger.isEnabledFor(logging.DEBUG)
