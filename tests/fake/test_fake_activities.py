@@ -86,6 +86,27 @@ class TestGenerateAndStatus:
         assert (await generate(session, fake, already, otp)).status == 400
         assert (await renew(session, fake, already, otp)).status == 200  # OTP was kept
 
+    async def test_a_second_generate_after_success_is_the_providers_6002_body(
+        self, fake: FakeClearTax, session: aiohttp.ClientSession
+    ) -> None:
+        device = fake.add_device(has_pcsid=False)
+        started = await generate(session, fake, device, fake.issue_otp())
+        fake.complete_activity(started.json()["PcsidGenerationActivityId"])
+        answer = await generate(session, fake, device, fake.issue_otp())
+        assert answer.status == 400
+        assert answer.json() == {
+            "Status": "FAILED",
+            "ErrorList": [
+                {
+                    "ErrorCode": "6002",
+                    "ErrorMessage": "Production CSID already generated for device",
+                    "ErrorSource": "CLEARTAX",
+                    "Path": "DeviceId",
+                }
+            ],
+        }
+        assert fake.device(device).generations == 1
+
     async def test_a_failed_activity_is_http_500_with_the_activity_body_and_messages(
         self, fake: FakeClearTax, session: aiohttp.ClientSession
     ) -> None:

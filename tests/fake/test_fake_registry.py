@@ -151,6 +151,25 @@ class TestOtp:
                 assert answer.status == 400
                 assert answer.json()["ErrorList"][0]["ErrorCode"] == "Invalid-OTP"
 
+    async def test_an_unknown_otp_is_the_providers_invalid_otp_body(
+        self, fake: FakeClearTax, session: aiohttp.ClientSession
+    ) -> None:
+        device = fake.add_device()
+        answer = await renew(session, fake, device, "000000")
+        assert answer.status == 400
+        assert answer.json() == {
+            "Status": "FAILED",
+            "ErrorList": [
+                {
+                    "ErrorCode": "Invalid-OTP",
+                    "ErrorMessage": "OTP is invalid or already used",
+                    "ErrorSource": "ZATCA",
+                    "Path": "Otp",
+                }
+            ],
+        }
+        assert device not in fake.ledger
+
     async def test_any_otp_accepts_every_otp_every_time_including_the_sandbox_sample(
         self, session: aiohttp.ClientSession
     ) -> None:
