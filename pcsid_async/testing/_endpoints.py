@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
 from pcsid_async.testing import _wire
 from pcsid_async.testing._faults import FaultEndpoint
 from pcsid_async.testing._registry import _Registry
+from pcsid_async.testing._state import _Device
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -42,14 +43,24 @@ class _Endpoints(_Registry):
             [_wire.error(code, message, source, path)], status_endpoint=False
         )
 
-    def _process_renew(self, vat: str, call: Call) -> Answer:
+    def _onboarding_device(
+        self, vat: str, call: Call, endpoint: Literal["renew", "generate"]
+    ) -> _Device | Answer:
+        """The device an OTP-carrying call is for, or the refusal of its OTP or device id."""
         device_id, otp = str(call.device_id), str(call.otp)
         problem = self._otp_problem(vat, otp, device_id, time.monotonic())
         if problem is not None:
             return self._rejected("Invalid-OTP", problem, "ZATCA", "Otp")
-        device = self._device_for(vat, device_id, endpoint="renew")
+        device = self._device_for(vat, device_id, endpoint=endpoint)
         if device is None:
             return self._rejected("6003", _wire.MSG_DEVICE_NOT_FOUND, path="DeviceId")
+        return device
+
+    def _process_renew(self, vat: str, call: Call) -> Answer:
+        device = self._onboarding_device(vat, call, "renew")
+        if not isinstance(device, _Device):
+            return device
+        device_id, otp = device.device_id, str(call.otp)
         if not device.has_pcsid:
             return self._rejected("6002", _wire.MSG_NO_PCSID, path="DeviceId")
         if device.renew_error is not None:
@@ -64,13 +75,10 @@ class _Endpoints(_Registry):
         return 200, body
 
     def _process_generate(self, vat: str, call: Call) -> Answer:
-        device_id, otp = str(call.device_id), str(call.otp)
-        problem = self._otp_problem(vat, otp, device_id, time.monotonic())
-        if problem is not None:
-            return self._rejected("Invalid-OTP", problem, "ZATCA", "Otp")
-        device = self._device_for(vat, device_id, endpoint="generate")
-        if device is None:
-            return self._rejected("6003", _wire.MSG_DEVICE_NOT_FOUND, path="DeviceId")
+        device = self._onboarding_device(vat, call, "generate")
+        if not isinstance(device, _Device):
+            return device
+        device_id, otp = device.device_id, str(call.otp)
         if device.pending_activity is not None:
             self._settle(self._activities[device.pending_activity], time.monotonic())
         if device.has_pcsid or device.pending_activity is not None:

@@ -96,3 +96,13 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"
         await asyncio.sleep(0.001)
+
+
+def rejection(code: str, message: str, source: str, path: str) -> dict[str, Any]:
+    """A POST's 400 body with one error, as the provider sends it."""
+    error = {"ErrorCode": code, "ErrorMessage": message, "ErrorSource": source, "Path": path}
+    return {"Status": "FAILED", "ErrorList": [error]}
+
+
+#: The provider's answer to a spent, unknown or foreign OTP.
+INVALID_OTP = rejection("Invalid-OTP", "OTP is invalid or already used", "ZATCA", "Otp")

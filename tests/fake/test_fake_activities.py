@@ -12,6 +12,7 @@ from _fake_http import (
     OBJECT_ID,
     generate,
     poll,
+    rejection,
     renew,
 )
 
@@ -94,17 +95,9 @@ class TestGenerateAndStatus:
         fake.complete_activity(started.json()["PcsidGenerationActivityId"])
         answer = await generate(session, fake, device, fake.issue_otp())
         assert answer.status == 400
-        assert answer.json() == {
-            "Status": "FAILED",
-            "ErrorList": [
-                {
-                    "ErrorCode": "6002",
-                    "ErrorMessage": "Production CSID already generated for device",
-                    "ErrorSource": "CLEARTAX",
-                    "Path": "DeviceId",
-                }
-            ],
-        }
+        assert answer.json() == rejection(
+            "6002", "Production CSID already generated for device", "CLEARTAX", "DeviceId"
+        )
         assert fake.device(device).generations == 1
 
     async def test_a_failed_activity_is_http_500_with_the_activity_body_and_messages(

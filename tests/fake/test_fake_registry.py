@@ -8,6 +8,7 @@ import re
 import aiohttp
 import pytest
 from _fake_http import (
+    INVALID_OTP,
     OBJECT_ID,
     generate,
     poll,
@@ -120,14 +121,7 @@ class TestOtp:
         assert (await renew(session, fake, first, otp)).status == 200
         answer = await renew(session, fake, second, otp)
         assert answer.status == 400
-        assert answer.json()["ErrorList"] == [
-            {
-                "ErrorCode": "Invalid-OTP",
-                "ErrorMessage": "OTP is invalid or already used",
-                "ErrorSource": "ZATCA",
-                "Path": "Otp",
-            }
-        ]
+        assert answer.json() == INVALID_OTP
 
     async def test_an_expired_otp_is_rejected_as_expired(
         self, fake: FakeClearTax, session: aiohttp.ClientSession
@@ -157,17 +151,7 @@ class TestOtp:
         device = fake.add_device()
         answer = await renew(session, fake, device, "000000")
         assert answer.status == 400
-        assert answer.json() == {
-            "Status": "FAILED",
-            "ErrorList": [
-                {
-                    "ErrorCode": "Invalid-OTP",
-                    "ErrorMessage": "OTP is invalid or already used",
-                    "ErrorSource": "ZATCA",
-                    "Path": "Otp",
-                }
-            ],
-        }
+        assert answer.json() == INVALID_OTP
         assert device not in fake.ledger
 
     async def test_any_otp_accepts_every_otp_every_time_including_the_sandbox_sample(
