@@ -7,7 +7,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _fake_http import (
+
+from fake_server._http import (
     ISO_MILLIS,
     OBJECT_ID,
     generate,
@@ -15,7 +16,6 @@ from _fake_http import (
     rejection,
     renew,
 )
-
 from pcsid_async.testing import (
     CHECK_NAMES,
     FakeClearTax,

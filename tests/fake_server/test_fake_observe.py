@@ -5,14 +5,14 @@ from __future__ import annotations
 import aiohttp
 import attrs
 import pytest
-from _fake_http import (
+
+from fake_server._http import (
     RENEW,
     call,
     generate,
     poll,
     renew,
 )
-
 from pcsid_async.testing import (
     API_PREFIX,
     FakeClearTax,

@@ -7,14 +7,14 @@ import re
 
 import aiohttp
 import pytest
-from _fake_http import (
+
+from fake_server._http import (
     INVALID_OTP,
     OBJECT_ID,
     generate,
     poll,
     renew,
 )
-
 from pcsid_async.testing import (
     FakeClearTax,
 )

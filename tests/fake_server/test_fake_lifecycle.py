@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-from _fake_http import (
+
+from fake_server._http import (
     eventually,
     poll,
     renew,
 )
-
 from pcsid_async.testing import (
     API_PREFIX,
     FakeClearTax,

@@ -6,7 +6,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _fake_http import (
+
+from fake_server._http import (
     GENERATE,
     RENEW,
     auth,
@@ -15,7 +16,6 @@ from _fake_http import (
     renew,
     status_path,
 )
-
 from pcsid_async.testing import (
     FakeClearTax,
 )

@@ -9,12 +9,12 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-from _fake_http import (
+
+from fake_server._http import (
     auth,
     poll,
     renew,
 )
-
 from pcsid_async.testing import (
     FAULT_NAMES,
     EndpointFaults,

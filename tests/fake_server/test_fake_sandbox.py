@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from _fake_http import INVALID_OTP, eventually, generate, renew
 
+from fake_server._http import INVALID_OTP, eventually, generate, renew
 from pcsid_async import PcsidClient
 from pcsid_async.testing import FakeClearTax, run_fake_server
 
