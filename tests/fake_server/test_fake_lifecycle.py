@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 import trustme
 
@@ -68,6 +69,15 @@ class TestLifecycle:
     ) -> None:
         assert fake.url == f"http://127.0.0.1:{fake.port}{API_PREFIX}"
         assert fake.port > 0
+
+    async def test_the_app_vats_and_fault_plan_properties(self) -> None:
+        async with FakeClearTax(vats=("300000000000003", "311111111111113")) as fake:
+            assert isinstance(fake.app, aiohttp.web.Application)
+            assert fake.vats == ("300000000000003", "311111111111113")
+            assert fake.vat == "300000000000003"
+            with pytest.raises(TypeError, match="FaultPlan"):
+                fake.faults = {"renew": 0.5}  # type: ignore[assignment]
+            assert fake.faults is None
 
     async def test_url_before_start_is_an_error(self) -> None:
         unstarted = FakeClearTax()
