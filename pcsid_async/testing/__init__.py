@@ -1,11 +1,11 @@
-"""A fake ClearTax KSA onboarding server for tests, demos and benchmarks.
+"""A fake ClearTax KSA onboarding server for tests, demos and benchmarks (an independent referee).
 
-``FakeClearTax`` serves the three onboarding endpoints (renew-pcsid, generate-csid,
-pcsid-status) on 127.0.0.1 with the contract's status codes and JSON shapes, keeps a device
-registry, single-use OTPs and PCSID generation activities, logs every request (without
-secrets), keeps a ledger of the renewals it actually performed, and injects faults either
-deterministically (``inject``) or at random from a seeded ``FaultPlan``. It imports nothing
-else from ``pcsid_async``: it is an independent referee of the client.
+Where things live: ``_fake`` the public ``FakeClearTax`` (configuration, lifecycle) and
+``run_fake_server``; ``_routes`` the HTTP pipeline; ``_endpoints`` what each endpoint does and
+``ROUTES``, the one table of endpoints; ``_registry`` devices, OTPs (``sandbox_otp``) and the
+ledger; ``_activities`` generation activities; ``_faults`` the seeded ``FaultPlan`` and
+``_inject`` faults acted out; ``_observe`` the request log; ``_records``/``_wire``/``_state``
+the snapshots handed out, the JSON shapes and the shared state.
 
 Example::
 

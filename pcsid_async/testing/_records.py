@@ -166,6 +166,12 @@ class SampleCredentials:
         token: the valid ``x-cleartax-auth-token``.
         vat: the default VAT (the first of the fake's VATs).
         devices: ``(device_id, otp)`` pairs, one unused OTP per registered device.
+        renew_device: a device of the default VAT that holds a PCSID (for ``renew``), or
+            ``None`` when there is none.
+        generate_device: a device of the default VAT without a PCSID and with no generation
+            in progress (for ``generate_csid``), or ``None`` when there is none.
+        sandbox_otp: ``"123345"`` when the fake accepts the sandbox sample OTP
+            (``sandbox_otp=True``: once per device), else ``None``.
 
     """
 
@@ -173,3 +179,6 @@ class SampleCredentials:
     token: str = attrs.field(repr=False)
     vat: str
     devices: tuple[tuple[str, str], ...] = attrs.field(repr=False)
+    renew_device: str | None = None
+    generate_device: str | None = None
+    sandbox_otp: str | None = attrs.field(default=None, repr=False)

@@ -1,0 +1,1 @@
+"""Tests of the fake ClearTax server itself, one module per module of ``pcsid_async.testing``."""
