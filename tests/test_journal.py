@@ -14,6 +14,7 @@ import pytest
 from pcsid_async import (
     APIConnectionError,
     BadRequestError,
+    GenerationStatus,
     InvalidArgumentError,
     JournalError,
     OtpExpiredError,
@@ -23,9 +24,10 @@ from pcsid_async import (
     RenewalJournal,
     RenewalOutcome,
     RenewalRequest,
+    RenewalResult,
 )
 from pcsid_async._journal import Action
-from pcsid_async._journal_rules import otp_unspent
+from pcsid_async._journal_rules import fingerprint, otp_unspent
 
 VAT = "300000000000003"
 TOKEN = "tok-SECRET-abcdef123456"
@@ -269,3 +271,61 @@ class TestBadJournals:
         db.close()
         with pytest.raises(JournalError, match="schema version 99"):
             RenewalJournal(path).open()
+
+
+class TestHousekeeping:
+    def test_open_close_are_idempotent_and_repr_has_no_secret(self, tmp_path: Path) -> None:
+        j = RenewalJournal(tmp_path / "j.db")
+        with pytest.raises(JournalError, match="not open"):
+            j.summary()
+        assert j.open() is j.open()
+        assert j.begin(vat=VAT) == []
+        assert j.begin(vat=VAT) == []  # the lock is already ours
+        assert j.vat == VAT
+        assert VAT in repr(j)
+        j.close()
+        j.close()
+
+    def test_unopenable_path(self, tmp_path: Path) -> None:
+        with pytest.raises(JournalError, match="cannot open"):
+            RenewalJournal(tmp_path / "missing-dir" / "j.db").open()
+        with pytest.raises(JournalError, match="cannot read"):
+            RenewalJournal(tmp_path).open()
+
+    def test_tables_without_our_format(self, tmp_path: Path) -> None:
+        path = tmp_path / "j.db"
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE meta (key, value)")
+            db.execute("CREATE TABLE devices (x)")
+        db.close()
+        with pytest.raises(JournalError, match="not a renewal journal"):
+            RenewalJournal(path).open()
+
+    def test_failed_export_leaves_no_temp_file(
+        self, journal: RenewalJournal, tmp_path: Path
+    ) -> None:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "x").write_text("")
+        recorded(journal, outcome("d1", "otp-111111", OutcomeState.RENEWED))
+        with pytest.raises(IsADirectoryError):
+            journal.export_jsonl(tmp_path / "out")
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+    def test_record_carries_the_generation_status(self, journal: RenewalJournal) -> None:
+        result = RenewalResult(status=GenerationStatus.GENERATED, activity_id="a-1")
+        out = RenewalOutcome(
+            request=RenewalRequest("d1", "otp-111111", vat="311111111111113"),
+            state=OutcomeState.RENEWED,
+            result=result,
+            activity=None,
+            error=None,
+            attempts=1,
+            elapsed=0.5,
+        )
+        record = journal.record(out)
+        assert (record["pcsid_generated"], record["activity_id"]) == ("GENERATED", "a-1")
+        assert record["vat"] == "311111111111113"
+
+    def test_a_non_string_otp_has_no_fingerprint(self) -> None:
+        assert fingerprint(b"k", 123456) is None
+        assert fingerprint(b"k", "otp-1") != fingerprint(b"j", "otp-1")
