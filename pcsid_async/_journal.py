@@ -1,14 +1,12 @@
 """RenewalJournal: a durable SQLite record of a batch, so a restart never re-sends a spent OTP.
 
-SQLite in WAL mode with ``synchronous=FULL``: every commit is on disk when it returns.
-``mark_sending`` commits before returning, so the ``sending`` state is durable before the
-POST leaves. One run at a time: ``begin`` takes an exclusive ``flock`` on ``<path>.lock``
-(released by the kernel when the process dies; on Windows ``msvcrt.locking``). The OTP is
-never stored: only an HMAC-SHA256 fingerprint with a random key kept in the journal (an OTP
-is short, so the file should stay private: it is created mode 0600).
-
-Calls are synchronous and short (one fsync per commit); an event loop should call them
-through ``asyncio.to_thread`` (the connection is guarded by a lock for that).
+SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns, so the
+``sending`` state ``mark_sending`` commits is durable before the POST leaves. One run at a
+time: ``begin`` takes an exclusive ``flock`` on ``<path>.lock`` (released by the kernel when
+the process dies; ``msvcrt.locking`` on Windows). The OTP is never stored, only its
+HMAC-SHA256 with a random key kept in the journal (an OTP is short: the file is mode 0600).
+Calls are synchronous and short (one fsync per commit); from an event loop call them through
+``asyncio.to_thread`` (a lock guards the connection for that).
 """
 
 from __future__ import annotations
@@ -77,7 +75,6 @@ class JournalRow:
 if sys.platform == "win32":  # pragma: no cover - CI's tests run on Linux
 
     def _lock(handle: IO[bytes]) -> bool:
-        """Take an exclusive, non-blocking lock on ``handle``; ``False`` if another holds it."""
         try:
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
@@ -245,7 +242,7 @@ class RenewalJournal:
                 handle.close()
                 raise self._error("in use by another run (one run at a time); nothing sent")
             self._lock_file = handle
-        if self._vat is not None and self._vat != vat:
+        if self._vat is not None and self._vat != vat:  # checked with the lock held
             raise self._error(f"a journal of VAT {self._vat}, not {vat}; nothing sent")
         with self._mutex:
             db.execute("BEGIN IMMEDIATE")
