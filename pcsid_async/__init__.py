@@ -20,7 +20,9 @@ from ._errors import (
     BadRequestError,
     ClientClosedError,
     InternalServerError,
+    InterruptedRenewalError,
     InvalidArgumentError,
+    JournalError,
     NotFoundError,
     OtpExpiredError,
     PcsidError,
@@ -28,6 +30,7 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
 )
+from ._journal import RenewalJournal
 from ._models import (
     ActivityState,
     ActivityStatus,
@@ -59,7 +62,9 @@ __all__ = [
     "ErrorDetail",
     "GenerationStatus",
     "InternalServerError",
+    "InterruptedRenewalError",
     "InvalidArgumentError",
+    "JournalError",
     "NotFoundError",
     "OtpExpiredError",
     "OutcomeState",
@@ -67,6 +72,7 @@ __all__ = [
     "PcsidError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RenewalJournal",
     "RenewalOutcome",
     "RenewalRequest",
     "RenewalResult",

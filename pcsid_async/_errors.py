@@ -19,7 +19,9 @@ The tree::
     ├── ResponseDecodeError       a success body that is not the documented shape
     ├── ActivityTimeoutError      await_activity's deadline passed: .activity_id, .last_status
     ├── ActivityFailedError       await_activity(raise_on_failure=True) saw FAILED: .status
-    └── OtpExpiredError           a batch request's OTP expired before its turn: nothing was sent
+    ├── OtpExpiredError           a batch request's OTP expired before its turn: nothing was sent
+    ├── InterruptedRenewalError   in flight when an earlier run ended: its OTP may be spent
+    └── JournalError              a renewal journal is unusable or in use by another run: .path
 
 Any other error status (3xx, 409, 422 ...) is a plain :class:`APIStatusError`.
 
@@ -46,7 +48,9 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "InternalServerError",
+    "InterruptedRenewalError",
     "InvalidArgumentError",
+    "JournalError",
     "NotFoundError",
     "OtpExpiredError",
     "PcsidError",
@@ -215,3 +219,27 @@ class OtpExpiredError(PcsidError):
 
     Nothing was sent for that device, so its OTP was not spent on a doomed request.
     """
+
+
+class InterruptedRenewalError(PcsidError):
+    """Recorded (as an UNKNOWN outcome's error) for a renewal in flight when a run ended.
+
+    The journal found the device in ``sending`` when the next run began: its POST may have
+    reached the server, so its OTP may be spent. It is not sent again with the same OTP.
+    """
+
+
+class JournalError(PcsidError):
+    """Raised when a renewal journal cannot be used: nothing is sent.
+
+    Not a journal, a journal of another VAT or schema version, a corrupt database, or a
+    journal another run holds at this moment.
+
+    Attributes:
+        path: the journal file.
+
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -65,6 +65,10 @@ EXPECTED_NAMES = {
     "OutcomeState",
     "RenewalOutcome",
     "RenewalRequest",
+    # the crash-safe renewal journal (issue 10).
+    "InterruptedRenewalError",
+    "JournalError",
+    "RenewalJournal",
 }
 
 

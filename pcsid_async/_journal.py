@@ -1,0 +1,400 @@
+"""RenewalJournal: a durable SQLite record of a batch, so a restart never re-sends a spent OTP.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns, so the
+``sending`` state ``mark_sending`` commits is durable before the POST leaves. One run at a
+time: ``begin`` takes an exclusive ``flock`` on ``<path>.lock`` (released by the kernel when
+the process dies; ``msvcrt.locking`` on Windows). The OTP is never stored, only its
+HMAC-SHA256 with a random key kept in the journal (an OTP is short: the file is mode 0600).
+Calls are synchronous and short (one fsync per commit); from an event loop call them through
+``asyncio.to_thread`` (a lock guards the connection for that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as secrets_module
+import sqlite3
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import attrs
+
+from . import _journal_rules as rules
+from ._errors import JournalError
+from ._journal_rules import Action, Decision
+from ._version import __version__
+
+if sys.platform == "win32":  # pragma: no cover
+    import msvcrt
+else:
+    import fcntl
+
+if TYPE_CHECKING:
+    from ._batch import RenewalOutcome, RenewalRequest
+
+__all__ = ["Action", "Decision", "JournalRow", "RenewalJournal"]
+
+FORMAT: Final = "pcsid-async-journal"
+SCHEMA_VERSION: Final = 1
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_SCHEMA: Final = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE devices (
+    device_id TEXT PRIMARY KEY,
+    vat TEXT,
+    state TEXT NOT NULL,
+    otp_fp TEXT,
+    otp_unspent INTEGER NOT NULL DEFAULT 0,
+    record TEXT,
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+@attrs.frozen
+class JournalRow:
+    """One device as the journal holds it (no OTP, no fingerprint)."""
+
+    device_id: str
+    vat: str | None
+    state: str
+    otp_unspent: bool
+    record: dict[str, Any] | None
+    sends: int
+    sent_at: str | None
+    updated_at: str
+
+
+if sys.platform == "win32":  # pragma: no cover - CI's tests run on Linux
+
+    def _lock(handle: IO[bytes]) -> bool:
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+
+    def _lock(handle: IO[bytes]) -> bool:
+        """Take an exclusive, non-blocking lock on ``handle``; ``False`` if another holds it."""
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+class RenewalJournal:
+    """A batch's durable journal: per device its state, OTP fingerprint and final outcome.
+
+    Use as a context manager (``with RenewalJournal(path) as journal:``) or ``open``/``close``.
+    Reading (``rows``, ``outcomes``, ``summary``, ``export_jsonl``) needs only ``open``; a run
+    calls ``begin(vat=...)`` first, then per device ``decide``, ``mark_sending`` (before the
+    POST) and ``record`` (at its outcome).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._key = b""
+        self._vat: str | None = None
+        self._lock_file: IO[bytes] | None = None
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RenewalJournal({str(self.path)!r}, vat={self._vat!r})"
+
+    def _error(self, what: str) -> JournalError:
+        return JournalError(f"{self.path}: {what}", path=str(self.path))
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def __enter__(self) -> RenewalJournal:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> RenewalJournal:
+        """Open (creating if absent) and validate the journal.
+
+        Raises:
+            JournalError: not an SQLite file, not a pcsid-async journal, an incompatible
+                schema version, or a corrupt database.
+
+        """
+        if self._db is not None:
+            return self
+        self._check_header()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(f"cannot open the journal: {exc}") from None
+        try:
+            self._setup(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise self._error(f"not a usable journal (corrupt database?): {exc}") from None
+        except JournalError:
+            db.close()
+            raise
+        self._db = db
+        return self
+
+    def _check_header(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._error(f"cannot read the journal: {exc}") from None
+        if head and head != _SQLITE_MAGIC:
+            raise self._error("not a renewal journal (not an SQLite database)")
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise self._error("corrupt database (integrity check failed)")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            self._create(db)
+        elif not {"meta", "devices"} <= tables:
+            raise self._error("an SQLite database that is not a renewal journal")
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            raise self._error("an SQLite database that is not a renewal journal")
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise self._error(
+                f"journal schema version {meta.get('schema_version')} (made by pcsid-async "
+                f"{meta.get('library_version')}); this version reads {SCHEMA_VERSION}"
+            )
+        self._key = bytes.fromhex(meta["hmac_key"])
+        self._vat = meta.get("vat") or None
+
+    def _create(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        meta = {
+            "format": FORMAT,
+            "schema_version": str(SCHEMA_VERSION),
+            "created_at": rules.now(),
+            "hmac_key": secrets_module.token_bytes(32).hex(),
+            "library_version": __version__,
+            "vat": "",
+        }
+        db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database and release the run lock (idempotent)."""
+        with self._mutex:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    @property
+    def vat(self) -> str | None:
+        """The VAT this journal belongs to (set by the first ``begin``)."""
+        return self._vat
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise self._error("the journal is not open")
+        return self._db
+
+    # --- a run -------------------------------------------------------------------------------
+
+    def begin(self, *, vat: str) -> list[str]:
+        """Start a run: take the run lock, bind or check the VAT, settle interrupted devices.
+
+        Every device found ``sending`` (its POST was in flight when an earlier run ended)
+        becomes UNKNOWN with an :class:`~pcsid_async.InterruptedRenewalError` record.
+
+        Returns:
+            The ids of the devices found interrupted.
+
+        Raises:
+            JournalError: another process holds the journal for a run, or it belongs to
+                another VAT.
+
+        """
+        db = self._conn()
+        if self._lock_file is None:
+            handle = open(f"{self.path}.lock", "a+b")  # noqa: SIM115 - held until close
+            if not _lock(handle):
+                handle.close()
+                raise self._error("in use by another run (one run at a time); nothing sent")
+            self._lock_file = handle
+        if self._vat is not None and self._vat != vat:  # checked with the lock held
+            raise self._error(f"a journal of VAT {self._vat}, not {vat}; nothing sent")
+        with self._mutex:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'vat'", (vat,))
+            found = db.execute(
+                "SELECT device_id, vat, sent_at FROM devices WHERE state = ?", (rules.SENDING,)
+            ).fetchall()
+            for device_id, row_vat, sent_at in found:
+                record = rules.interrupted_record(device_id, row_vat or vat, sent_at)
+                db.execute(
+                    "UPDATE devices SET state = 'UNKNOWN', otp_unspent = 0, record = ?, "
+                    "updated_at = ? WHERE device_id = ?",
+                    (json.dumps(record), record["finished_at"], device_id),
+                )
+            db.execute("COMMIT")
+        self._vat = vat
+        return [row[0] for row in found]
+
+    def _running(self) -> sqlite3.Connection:
+        db = self._conn()
+        if self._lock_file is None:
+            raise self._error("begin(vat=...) must be called before a run writes")
+        return db
+
+    def decide(self, request: RenewalRequest, *, retry_unknown: bool = False) -> Decision:
+        """Whether to send ``request``, by the resume rules (see ``_journal_rules``)."""
+        db = self._conn()
+        with self._mutex:
+            row = db.execute(
+                "SELECT state, otp_fp, otp_unspent, record FROM devices WHERE device_id = ?",
+                (request.device_id,),
+            ).fetchone()
+        if row is None:
+            return rules.decide(None, None, same_otp=False, unspent=False, retry_unknown=False)
+        state, otp_fp, unspent, record = row
+        return rules.decide(
+            state,
+            None if record is None else json.loads(record),
+            same_otp=otp_fp == rules.fingerprint(self._key, request.otp),
+            unspent=bool(unspent),
+            retry_unknown=retry_unknown,
+        )
+
+    def mark_pending(self, device_ids: Iterable[str]) -> None:
+        """Add devices not yet in the journal as ``pending`` (one commit)."""
+        db = self._running()
+        now = rules.now()
+        with self._mutex:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR IGNORE INTO devices (device_id, state, updated_at) VALUES (?, ?, ?)",
+                ((d, rules.PENDING, now) for d in device_ids),
+            )
+            db.execute("COMMIT")
+
+    def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
+        """Record that ``device_id``'s POST is about to leave; durable when this returns."""
+        db = self._running()
+        now = rules.now()
+        with self._mutex:
+            db.execute(
+                "INSERT INTO devices (device_id, vat, state, otp_fp, otp_unspent, record, sends, "
+                "sent_at, updated_at) VALUES (?, ?, ?, ?, 0, NULL, 1, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET vat = excluded.vat, state = excluded.state, "
+                "otp_fp = excluded.otp_fp, otp_unspent = 0, record = NULL, sends = sends + 1, "
+                "sent_at = excluded.sent_at, updated_at = excluded.updated_at",
+                (device_id, vat or self._vat, rules.SENDING, rules.fingerprint(self._key, otp),
+                 now, now),
+            )  # fmt: skip
+
+    def record(self, outcome: RenewalOutcome, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
+        """Commit ``outcome`` as its device's final state; return the record written.
+
+        Do not pass the SKIPPED outcome of a repeated device id: it would replace the first
+        occurrence's row. ``secrets`` (the auth token) are scrubbed from the message.
+        """
+        db = self._running()
+        record = rules.outcome_record(outcome, default_vat=self._vat or "", secrets=secrets)
+        fp = rules.fingerprint(self._key, outcome.request.otp)
+        with self._mutex:
+            db.execute(
+                "INSERT INTO devices (device_id, vat, state, otp_fp, otp_unspent, record, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET vat = excluded.vat, state = excluded.state, "
+                "otp_fp = excluded.otp_fp, otp_unspent = excluded.otp_unspent, "
+                "record = excluded.record, updated_at = excluded.updated_at",
+                (str(outcome.device_id), record["vat"], record["state"], fp,
+                 int(record["otp_unspent"]), json.dumps(record), record["finished_at"]),
+            )  # fmt: skip
+        return record
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def rows(self) -> Iterator[JournalRow]:
+        """Every device, in the order it entered the journal."""
+        db = self._conn()
+        with self._mutex:
+            found = db.execute(
+                "SELECT device_id, vat, state, otp_unspent, record, sends, sent_at, updated_at "
+                "FROM devices ORDER BY rowid"
+            ).fetchall()
+        for device_id, vat, state, unspent, record, sends, sent_at, updated in found:
+            yield JournalRow(
+                device_id=device_id,
+                vat=vat,
+                state=state,
+                otp_unspent=bool(unspent),
+                record=None if record is None else json.loads(record),
+                sends=sends,
+                sent_at=sent_at,
+                updated_at=updated,
+            )
+
+    def outcomes(self) -> Iterator[dict[str, Any]]:
+        """The outcome record of every device that has one (the results lines)."""
+        for row in self.rows():
+            if row.record is not None:
+                yield row.record
+
+    def summary(self) -> dict[str, int]:
+        """Devices per state (every state named, zeros included), plus ``total``."""
+        counts = dict.fromkeys(rules.STATES, 0)
+        db = self._conn()
+        with self._mutex:
+            for state, count in db.execute("SELECT state, COUNT(*) FROM devices GROUP BY state"):
+                counts[state] = count
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Write one JSON line per device with an outcome to ``path``, atomically.
+
+        A temporary file beside ``path`` is written, fsynced and renamed over it, so ``path``
+        always holds a complete export. Returns the number of lines.
+        """
+        target = Path(path)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        count = 0
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                for record in self.outcomes():
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    count += 1
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return count
