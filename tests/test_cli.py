@@ -39,19 +39,15 @@ from pcsid_async import (
     RenewalResult,
     __version__,
 )
-from pcsid_async import _cli as cli
-from pcsid_async._cli import (
-    PLAIN_REFRESH,
-    DeviceRow,
-    Progress,
-    Tally,
-    demo_verdict,
-    estimate_seconds,
-    format_duration,
-    main,
-    outcome_record,
-    print_status,
-)
+from pcsid_async.cli import main
+from pcsid_async.cli._common import PLAIN_REFRESH, _base_url, format_duration
+from pcsid_async.cli.batch import estimate_seconds
+from pcsid_async.cli.csv_input import DeviceRow
+from pcsid_async.cli.demo import demo_verdict
+from pcsid_async.cli.fake_server import _print_credentials
+from pcsid_async.cli.progress import Progress, Tally
+from pcsid_async.cli.results import outcome_record
+from pcsid_async.cli.status import print_status
 from pcsid_async.testing import FakeClearTax
 
 TOKEN = "cli-token-SECRET-7c3e91"
@@ -387,7 +383,7 @@ class TestRenewCommand:
             coro.close()
             raise KeyboardInterrupt
 
-        monkeypatch.setattr("pcsid_async._cli.asyncio.run", interrupted)
+        monkeypatch.setattr("pcsid_async.cli.batch.asyncio.run", interrupted)
         out = tmp_path / "results.jsonl"
         assert main(renew_args(server, device_csv(tmp_path, ids), out)) == 130
         assert "--resume" in capsys.readouterr().err
@@ -577,7 +573,7 @@ class TestStatusCommand:
             coro.close()
             raise KeyboardInterrupt
 
-        monkeypatch.setattr("pcsid_async._cli.asyncio.run", interrupted)
+        monkeypatch.setattr("pcsid_async.cli.status.asyncio.run", interrupted)
         assert main(["status", "abc", "--base-url", server.url, "--vat", VAT]) == 130
 
     def test_a_status_without_counts_or_checks_still_prints(self) -> None:
@@ -632,13 +628,13 @@ class TestFakeServerCommand:
     def test_it_prints_credentials_writes_a_csv_and_stops_on_sigterm(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        original = cli._print_credentials
+        original = _print_credentials
 
         def then_terminate(fake: FakeClearTax, csv_path: Path | None) -> None:
             original(fake, csv_path)
             asyncio.get_running_loop().call_later(0.01, os.kill, os.getpid(), signal.SIGTERM)
 
-        monkeypatch.setattr(cli, "_print_credentials", then_terminate)
+        monkeypatch.setattr("pcsid_async.cli.fake_server._print_credentials", then_terminate)
         csv_path = tmp_path / "devices.csv"
         assert main(["fake-server", "--devices", "2", "--write-csv", str(csv_path)]) == 0
         out = capsys.readouterr().out
@@ -744,8 +740,8 @@ class TestProgressAndEstimates:
 class TestParser:
     def test_the_default_is_the_sandbox_and_production_is_a_flag(self) -> None:
         base = {"base_url": None, "production": False}
-        assert cli._base_url(argparse.Namespace(**base)) == SANDBOX_URL
-        assert cli._base_url(argparse.Namespace(**{**base, "production": True})) == PRODUCTION_URL
+        assert _base_url(argparse.Namespace(**base)) == SANDBOX_URL
+        assert _base_url(argparse.Namespace(**{**base, "production": True})) == PRODUCTION_URL
 
     def test_python_dash_m_runs_main(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
