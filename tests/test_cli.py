@@ -48,6 +48,7 @@ from pcsid_async.cli.fake_server import _print_credentials
 from pcsid_async.cli.progress import Progress, Tally
 from pcsid_async.cli.results import outcome_record
 from pcsid_async.cli.status import print_status
+from pcsid_async.cli.summary import print_summary
 from pcsid_async.testing import FakeClearTax
 
 TOKEN = "cli-token-SECRET-7c3e91"
@@ -718,8 +719,29 @@ class TestProgressAndEstimates:
         )
         tally = Tally(1)
         tally.add(outcome, outcome_record(outcome, default_vat=VAT, secrets=()))
-        assert tally.by_code == {"8001": 1}
-        assert tally.code_example["8001"] == "FAILED rejected"
+        assert tally.by_code == {("8001", "FAILED"): 1}
+        assert tally.code_example["8001", "FAILED"] == "FAILED rejected"
+
+    def test_the_error_code_table_counts_each_state_apart(self) -> None:
+        # A refused token: a few FAILED, the rest SKIPPED by the breaker, one code.
+        result = RenewalResult(GenerationStatus.FAILED, errors=(ErrorDetail("100401", "auth"),))
+        tally = Tally(5)
+        for i, state in enumerate([OutcomeState.FAILED] * 2 + [OutcomeState.SKIPPED] * 3):
+            outcome = RenewalOutcome(
+                RenewalRequest(f"dev-{i}", "OTP-SECRET-0000"),
+                state,
+                result,
+                None,
+                PcsidError("refused"),
+                1,
+                0.1,
+            )
+            tally.add(outcome, outcome_record(outcome, default_vat=VAT, secrets=()))
+        assert tally.by_code == {("100401", "FAILED"): 2, ("100401", "SKIPPED"): 3}
+        stream = io.StringIO()
+        print_summary(tally, stream, out=None)
+        table = [line.split() for line in stream.getvalue().splitlines() if "100401" in line]
+        assert [row[:3] for row in table] == [["100401", "SKIPPED", "3"], ["100401", "FAILED", "2"]]
 
     def test_the_estimate_is_the_slower_of_rate_and_concurrency(self) -> None:
         assert estimate_seconds(1000, rate=10.0, concurrency=32) == 100.0

@@ -44,8 +44,9 @@ class Tally:
         self.total = total
         self.done = 0
         self.states: Counter[OutcomeState] = Counter()
-        self.by_code: Counter[str] = Counter()
-        self.code_example: dict[str, str] = {}
+        # Keyed by (error codes, state): a 401 run shows FAILED and SKIPPED apart.
+        self.by_code: Counter[tuple[str, str]] = Counter()
+        self.code_example: dict[tuple[str, str], str] = {}
         self.checks: Counter[str] = Counter()
         self.device_ids: set[str] = set()
         self.started = time.monotonic()
@@ -61,7 +62,7 @@ class Tally:
         if outcome.ok:
             return
         codes = record["error_codes"]
-        key = ",".join(codes) if codes else str(record["error_type"])
+        key = (",".join(codes) if codes else str(record["error_type"]), outcome.state.value)
         self.by_code[key] += 1
         if key not in self.code_example:
             self.code_example[key] = _example(outcome, record)

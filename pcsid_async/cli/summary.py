@@ -38,13 +38,13 @@ def print_summary(tally: Tally, stream: IO[str], *, out: Path | None, resumed: i
         write(f"  {state.value:<10}{tally.states[state]:>8}{note}\n")
     if tally.by_code:
         title = "not renewed, by error code"
-        width = max(len(title) + 2, *(len(key) + 2 for key in tally.by_code))
-        write(f"\n  {title:<{width}}{'devices':>8}   example\n")
-        for key, count in sorted(tally.by_code.items(), key=lambda kv: (-kv[1], kv[0])):
-            example = tally.code_example[key]
+        width = max(len(title) + 2, *(len(code) + 2 for code, _ in tally.by_code))
+        write(f"\n  {title:<{width}}{'state':<10}{'devices':>8}   example\n")
+        for (code, state), count in sorted(tally.by_code.items(), key=lambda kv: (-kv[1], kv[0])):
+            example = tally.code_example[code, state]
             if len(example) > 90:
                 example = example[:87] + "..."
-            write(f"  {key:<{width}}{count:>8}   {example}\n")
+            write(f"  {code:<{width}}{state:<10}{count:>8}   {example}\n")
     if tally.checks:
         title = "failed compliance check"
         width = max(len(title) + 2, *(len(name) + 2 for name in tally.checks))
