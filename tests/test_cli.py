@@ -42,7 +42,7 @@ from pcsid_async import (
 from pcsid_async.cli import main
 from pcsid_async.cli._common import PLAIN_REFRESH, _base_url, format_duration
 from pcsid_async.cli.batch import estimate_seconds
-from pcsid_async.cli.csv_input import DeviceRow
+from pcsid_async.cli.csv_input import DeviceRow, read_devices
 from pcsid_async.cli.demo import demo_verdict
 from pcsid_async.cli.fake_server import _print_credentials
 from pcsid_async.cli.progress import Progress, Tally
@@ -395,7 +395,6 @@ class TestCsvIsRefusedAsAWhole:
         ("header", "rows", "expected"),
         [
             ("device_id", ["dev-1"], "missing column(s) otp"),
-            ("device_id,otp,colour", ["dev-1,OTP-SECRET-0001,red"], "unknown column(s) 'colour'"),
             ("device_id,otp,otp", ["dev-1,OTP-SECRET-0001,x"], "named twice: otp"),
             ("device_id,otp", ["dev-1,"], "row 1 (line 2), column otp: blank cell"),
             ("device_id,otp", ["dev-1,OTP-SECRET-0001", ",OTP-SECRET-0002"], "row 2 (line 3)"),
@@ -438,6 +437,17 @@ class TestCsvIsRefusedAsAWhole:
         assert server.fake.count() == 0
         assert not (tmp_path / "r.jsonl").exists()
 
+    def test_unknown_columns_are_refused_with_strict_columns(
+        self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        csv_path = write_csv(
+            tmp_path / "d.csv", ["dev-1,OTP-SECRET-0001,red"], header="device_id,otp,colour"
+        )
+        args = [*renew_args(server, csv_path, tmp_path / "r.jsonl"), "--strict-columns"]
+        assert main(args) == 2
+        assert "unknown column(s) 'colour'" in capsys.readouterr().err
+        assert server.fake.count() == 0
+
     def test_many_problems_are_listed_together_and_counted(
         self, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -474,6 +484,38 @@ class TestCsvIsRefusedAsAWhole:
             csv_path.write_text(content)
         assert main(["renew", str(csv_path), "--out", str(tmp_path / "r.jsonl")]) == 2
         assert str(csv_path) in capsys.readouterr().err
+
+
+class TestCsvWarnings:
+    def test_an_unknown_column_is_ignored_with_one_warning(
+        self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = add_devices(server, 3)
+        rows = [f"{d},{otp_of(i)},kept in the spreadsheet" for i, d in enumerate(ids)]
+        csv_path = write_csv(tmp_path / "d.csv", rows, header="device_id,otp,note")
+        out = tmp_path / "r.jsonl"
+        assert main(renew_args(server, csv_path, out)) == 0
+        err = capsys.readouterr().err
+        assert err.count("warning") == 1
+        assert "unknown column(s) 'note'" in err
+        assert len(read_jsonl(out)) == 3
+
+    def test_an_otp_of_odd_length_is_named_by_row_not_printed(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rows = ["dev-1,123456", "dev-2,654321", "dev-3,23456", "dev-4,111111"]
+        read_devices(write_csv(tmp_path / "d.csv", rows))
+        err = capsys.readouterr().err
+        assert err.count("warning") == 1
+        assert "row(s) 3 " in err
+        assert "leading zero" in err
+        assert "23456" not in err
+
+    def test_otps_of_one_length_give_no_warning(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        read_devices(write_csv(tmp_path / "d.csv", ["dev-1,123456", "dev-2,654321"]))
+        assert capsys.readouterr().err == ""
 
 
 class TestStatusCommand:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +49,14 @@ def _cell_problem(value: str, column: str) -> str | None:
     return None
 
 
-def read_devices(path: Path, *, default_expiry: dt.datetime | None = None) -> list[DeviceRow]:
+def read_devices(
+    path: Path, *, default_expiry: dt.datetime | None = None, strict_columns: bool = False
+) -> list[DeviceRow]:
     """Read and validate a devices CSV as a whole; any problem refuses the file.
+
+    Unknown columns (an operator's ``note``) are ignored with one warning on stderr, or
+    refused with ``strict_columns``. OTPs whose length differs from most of the file's get
+    one warning naming their rows (never the OTPs).
 
     Raises:
         UsageError: naming the rows and columns at fault (never an OTP's value).
@@ -62,24 +71,25 @@ def read_devices(path: Path, *, default_expiry: dt.datetime | None = None) -> li
                 raise UsageError(
                     f"{path}: the file is empty; expected a header line 'device_id,otp'"
                 ) from None
-            return _read_rows(path, header, reader, default_expiry)
+            names = _check_header(path, header, strict_columns=strict_columns)
+            rows = _read_rows(path, names, reader, default_expiry)
+            _warn_odd_otp_lengths(path, rows)
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{path}: cannot read the file: {exc}") from None
 
 
-def _read_rows(
-    path: Path,
-    header: list[str],
-    reader: Any,
-    default_expiry: dt.datetime | None,
-) -> list[DeviceRow]:
+def _check_header(path: Path, header: list[str], *, strict_columns: bool) -> list[str]:
     names = [name.strip().lower() for name in header]
     unknown = [name for name in names if name not in COLUMNS]
     if unknown:
-        raise UsageError(
+        text = (
             f"{path}: line 1: unknown column(s) {', '.join(repr(n) for n in unknown)}; "
             f"the columns are {', '.join(COLUMNS)} (the last two optional)"
         )
+        if strict_columns:
+            raise UsageError(text + " (--strict-columns)")
+        print(f"pcsid-async: warning: {text}: ignored", file=sys.stderr)
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         raise UsageError(
@@ -89,6 +99,31 @@ def _read_rows(
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UsageError(f"{path}: line 1: column(s) named twice: {', '.join(repeated)}")
+    return names
+
+
+def _warn_odd_otp_lengths(path: Path, rows: Sequence[DeviceRow]) -> None:
+    lengths = Counter(len(r.otp) for r in rows)
+    if len(lengths) < 2:
+        return
+    usual = lengths.most_common(1)[0][0]
+    odd = [r.row for r in rows if len(r.otp) != usual]
+    listed = ", ".join(str(n) for n in odd[:MAX_LISTED_PROBLEMS])
+    more = f" and {len(odd) - MAX_LISTED_PROBLEMS} more" if len(odd) > MAX_LISTED_PROBLEMS else ""
+    print(
+        f"pcsid-async: warning: {path}: the OTP of row(s) {listed}{more} has a different length "
+        f"from the rest of the file ({usual} characters); a spreadsheet may have dropped a "
+        "leading zero (format the otp column as text)",
+        file=sys.stderr,
+    )
+
+
+def _read_rows(
+    path: Path,
+    names: list[str],
+    reader: Any,
+    default_expiry: dt.datetime | None,
+) -> list[DeviceRow]:
 
     problems: list[str] = []
     rows: list[DeviceRow] = []

@@ -146,6 +146,9 @@ def _add_renew(commands: Any) -> None:
         action="store_true",
         help="do not wait for the activities renewals start",
     )
+    renew.add_argument(
+        "--strict-columns", action="store_true", help="refuse a CSV with unknown columns"
+    )
     renew.set_defaults(handler=_cmd_renew)
 
 

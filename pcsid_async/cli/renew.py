@@ -33,7 +33,9 @@ def _cmd_renew(args: argparse.Namespace) -> int:
         default_expiry = parse_timestamp(args.otp_expires_at, "--otp-expires-at")
     elif args.otp_issued_at:
         default_expiry = parse_timestamp(args.otp_issued_at, "--otp-issued-at") + OTP_LIFETIME
-    rows = read_devices(Path(args.devices), default_expiry=default_expiry)
+    rows = read_devices(
+        Path(args.devices), default_expiry=default_expiry, strict_columns=args.strict_columns
+    )
     vat = args.vat or os.environ.get(VAT_ENV, "").strip() or None
     if vat is None:
         if any(r.vat is None for r in rows):
