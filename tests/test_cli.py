@@ -785,6 +785,35 @@ class TestProgressAndEstimates:
         table = [line.split() for line in stream.getvalue().splitlines() if "100401" in line]
         assert [row[:3] for row in table] == [["100401", "SKIPPED", "3"], ["100401", "FAILED", "2"]]
 
+    @pytest.mark.parametrize(
+        ("activity_id", "expected", "absent"),
+        [
+            ("act-77", "`pcsid-async status act-77`", "Fatoora portal"),
+            (None, "Fatoora portal", "pcsid-async status"),
+        ],
+    )
+    def test_the_unknown_hint_fits_what_is_known(
+        self, activity_id: str | None, expected: str, absent: str
+    ) -> None:
+        result = None
+        if activity_id is not None:
+            result = RenewalResult(GenerationStatus.GENERATED, activity_id=activity_id)
+        outcome = RenewalOutcome(
+            RenewalRequest("dev-1", "OTP-SECRET-0000"),
+            OutcomeState.UNKNOWN,
+            result,
+            None,
+            PcsidError("answer lost"),
+            1,
+            0.1,
+        )
+        tally = Tally(1)
+        tally.add(outcome, outcome_record(outcome, default_vat=VAT, secrets=()))
+        stream = io.StringIO()
+        print_summary(tally, stream, out=None)
+        assert expected in stream.getvalue()
+        assert absent not in stream.getvalue()
+
     def test_the_estimate_is_the_slower_of_rate_and_concurrency(self) -> None:
         assert estimate_seconds(1000, rate=10.0, concurrency=32) == 100.0
         assert estimate_seconds(1000, rate=None, concurrency=10) == 100.0

@@ -49,6 +49,8 @@ class Tally:
         self.code_example: dict[tuple[str, str], str] = {}
         self.checks: Counter[str] = Counter()
         self.device_ids: set[str] = set()
+        # The activity id (None when unknown) of each UNKNOWN outcome, for the summary's hint.
+        self.unknown_activities: list[str | None] = []
         self.started = time.monotonic()
         self.finished: float | None = None
 
@@ -61,6 +63,8 @@ class Tally:
             self.checks[check] += 1
         if outcome.ok:
             return
+        if outcome.state is OutcomeState.UNKNOWN:
+            self.unknown_activities.append(record["activity_id"])
         codes = record["error_codes"]
         key = (",".join(codes) if codes else str(record["error_type"]), outcome.state.value)
         self.by_code[key] += 1
