@@ -686,6 +686,27 @@ class TestFakeServerCommand:
         assert out.rstrip().endswith("Fake ClearTax stopped.")
         assert len(csv_path.read_text().splitlines()) == 3
 
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_many_devices_print_a_summary_and_go_to_a_default_csv(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        original = _print_credentials
+
+        def then_terminate(fake: FakeClearTax, csv_path: Path | None) -> None:
+            original(fake, csv_path)
+            asyncio.get_running_loop().call_later(0.01, os.kill, os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr("pcsid_async.cli.fake_server._print_credentials", then_terminate)
+        monkeypatch.chdir(tmp_path)
+        assert main(["fake-server", "--devices", "50"]) == 0
+        out = capsys.readouterr().out
+        assert len(out.splitlines()) < 15
+        assert "50 devices; a sample: " in out
+        assert "export CLEARTAX_AUTH_TOKEN=" in out
+        assert " CLEARTAX_VAT=" in out
+        assert "wrote fake-devices.csv" in out
+        assert len((tmp_path / "fake-devices.csv").read_text().splitlines()) == 51
+
     def test_a_port_in_use_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))

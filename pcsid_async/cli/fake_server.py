@@ -8,12 +8,17 @@ import contextlib
 import csv
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from pcsid_async.testing import FakeClearTax
 
-from ._common import EXIT_OK, REQUIRED_COLUMNS, TOKEN_ENV, UsageError
+from ._common import EXIT_OK, REQUIRED_COLUMNS, TOKEN_ENV, VAT_ENV, UsageError
+
+# Devices printed one per line up to this many; beyond, a sample and the CSV file.
+MAX_PRINTED_DEVICES: Final = 10
+# Where the devices go when there are too many to print and no --write-csv was given.
+DEFAULT_CSV: Final = Path("fake-devices.csv")
 
 
 def _print_credentials(fake: FakeClearTax, csv_path: Path | None) -> None:
@@ -22,9 +27,13 @@ def _print_credentials(fake: FakeClearTax, csv_path: Path | None) -> None:
         f"Fake ClearTax listening on {credentials.url}",
         f"  token: {credentials.token}",
         f"  VAT:   {credentials.vat}",
-        "  devices (device_id, otp):",
-        *(f"    {device},{otp}" for device, otp in credentials.devices),
     ]
+    if len(credentials.devices) <= MAX_PRINTED_DEVICES:
+        lines.append("  devices (device_id, otp):")
+        lines += [f"    {device},{otp}" for device, otp in credentials.devices]
+    else:
+        device, otp = credentials.devices[0]
+        lines.append(f"  {len(credentials.devices)} devices; a sample: {device},{otp}")
     if csv_path is not None:
         with csv_path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -33,7 +42,7 @@ def _print_credentials(fake: FakeClearTax, csv_path: Path | None) -> None:
         lines.append(f"  wrote {csv_path}")
     lines += [
         "Try:",
-        f"  export {TOKEN_ENV}={credentials.token}",
+        f"  export {TOKEN_ENV}={credentials.token} {VAT_ENV}={credentials.vat}",
         f"  pcsid-async renew {csv_path or 'devices.csv'} --out results.jsonl "
         f"--base-url {credentials.url} --vat {credentials.vat}",
         "Stop with Ctrl-C.",
@@ -61,6 +70,8 @@ async def _serve_fake(port: int, devices: int, csv_path: Path | None) -> None:
 
 def _cmd_fake_server(args: argparse.Namespace) -> int:
     csv_path = Path(args.write_csv) if args.write_csv else None
+    if csv_path is None and args.devices > MAX_PRINTED_DEVICES:
+        csv_path = DEFAULT_CSV
     try:
         asyncio.run(_serve_fake(args.port, args.devices, csv_path))
     except (KeyboardInterrupt, asyncio.CancelledError):

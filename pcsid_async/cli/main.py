@@ -200,7 +200,11 @@ def _add_demo_and_fake(commands: Any) -> None:
     )
     fake.add_argument("--port", type=_port, default=0, help="default: any free port")
     fake.add_argument("--devices", type=_positive_int, default=5, metavar="N")
-    fake.add_argument("--write-csv", metavar="PATH", help="also write the devices as a CSV")
+    fake.add_argument(
+        "--write-csv",
+        metavar="PATH",
+        help="write the devices as a CSV (default: fake-devices.csv beyond 10 devices)",
+    )
     fake.set_defaults(handler=_cmd_fake_server)
 
 
