@@ -41,7 +41,7 @@ from pcsid_async import (
 )
 from pcsid_async.cli import main
 from pcsid_async.cli._common import PLAIN_REFRESH, _base_url, format_duration
-from pcsid_async.cli.batch import estimate_seconds
+from pcsid_async.cli.batch import estimate_seconds, warn_if_late
 from pcsid_async.cli.csv_input import DeviceRow, read_devices
 from pcsid_async.cli.demo import demo_verdict
 from pcsid_async.cli.fake_server import _print_credentials
@@ -834,6 +834,33 @@ class TestProgressAndEstimates:
         print_summary(tally, stream, out=None)
         assert expected in stream.getvalue()
         assert absent not in stream.getvalue()
+
+    def test_a_measured_pace_past_the_earliest_expiry_warns_once(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)
+        rows = [
+            DeviceRow(f"dev-{i}", "OTP-SECRET-0000", None, soon, i + 1, i + 2) for i in range(4)
+        ]
+        tally = Tally(4)
+        for i, elapsed in enumerate((1.0, 100.0, 100.0)):
+            outcome = RenewalOutcome(
+                RenewalRequest(f"dev-{i}", "OTP-SECRET-0000"),
+                OutcomeState.RENEWED,
+                RenewalResult(GenerationStatus.GENERATED),
+                None,
+                None,
+                1,
+                elapsed,
+            )
+            tally.add(outcome, outcome_record(outcome, default_vat=VAT, secrets=()))
+            warn_if_late(tally, rows, concurrency=1)
+            if i == 0:  # 3 left at 1 s each: well before the expiry
+                assert capsys.readouterr().err == ""
+        err = capsys.readouterr().err
+        assert err.count("warning") == 1
+        assert "50.5 s per device" in err
+        assert "OTP-SECRET" not in err
 
     def test_the_estimate_is_the_slower_of_rate_and_concurrency(self) -> None:
         assert estimate_seconds(1000, rate=10.0, concurrency=32) == 100.0

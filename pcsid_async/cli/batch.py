@@ -82,6 +82,7 @@ async def run_batch(
                         secrets=(*secrets, outcome.request.otp),
                     )
                     tally.add(outcome, record)
+                    warn_if_late(tally, rows, options.concurrency)
                     if out is not None:
                         # A short synchronous write per device: flushed so that a crash
                         # keeps every finished device on disk.
@@ -91,6 +92,32 @@ async def run_batch(
         tally.finished = time.monotonic()
         await _cancel_and_wait(tasks)
         progress.finish()
+
+
+def warn_if_late(tally: Tally, rows: Sequence[DeviceRow], concurrency: int) -> None:
+    """Warn once (stderr) when the measured pace projects a finish past the earliest OTP expiry.
+
+    The pace is the mean time a device held a slot so far (renewal plus awaited activity).
+    """
+    if tally.late_warned:
+        return
+    left = tally.projected_seconds_left(concurrency)
+    expiries = [r.otp_expires_at for r in rows if r.otp_expires_at is not None]
+    if left is None or not expiries:
+        return
+    earliest = min(expiries)
+    finish = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=left)
+    if finish <= earliest:
+        return
+    tally.late_warned = True
+    per_device = tally.device_seconds / tally.done
+    print(
+        f"pcsid-async: warning: at the measured {per_device:.1f} s per device the batch "
+        f"finishes in about {format_duration(left)}, after the earliest OTP expiry "
+        f"({earliest.isoformat()}); devices whose OTP expires are SKIPPED, not sent",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def estimate_seconds(devices: int, *, rate: float | None, concurrency: int) -> float:
@@ -120,7 +147,8 @@ def _check_deadline(
     _confirm(
         f"the batch may not finish before the OTPs expire: {len(rows)} devices at "
         f"{at_rate}--concurrency {concurrency} take about {format_duration(estimate)} "
-        f"(estimate, assuming {ASSUMED_LATENCY:g} s per renewal), and the earliest OTP "
+        f"(estimate, assuming {ASSUMED_LATENCY:g} s per renewal, the activity wait not "
+        "included; the run warns if its measured pace is slower), and the earliest OTP "
         f"{when} ({earliest.isoformat()}). Devices whose OTP has expired are SKIPPED, not sent.",
         yes=yes,
     )

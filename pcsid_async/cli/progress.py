@@ -51,12 +51,16 @@ class Tally:
         self.device_ids: set[str] = set()
         # The activity id (None when unknown) of each UNKNOWN outcome, for the summary's hint.
         self.unknown_activities: list[str | None] = []
+        # Seconds each device held a slot (renewal and awaited activity), summed.
+        self.device_seconds = 0.0
+        self.late_warned = False
         self.started = time.monotonic()
         self.finished: float | None = None
 
     def add(self, outcome: RenewalOutcome, record: dict[str, Any]) -> None:
         """Count one outcome (``record`` is its JSON object, secrets already removed)."""
         self.done += 1
+        self.device_seconds += outcome.elapsed
         self.states[outcome.state] += 1
         self.device_ids.add(outcome.device_id)
         for check in record["failed_checks"]:
@@ -70,6 +74,12 @@ class Tally:
         self.by_code[key] += 1
         if key not in self.code_example:
             self.code_example[key] = _example(outcome, record)
+
+    def projected_seconds_left(self, concurrency: int) -> float | None:
+        """Seconds left at the measured time per device (None before any outcome)."""
+        if not self.done:
+            return None
+        return (self.total - self.done) * (self.device_seconds / self.done) / concurrency
 
     @property
     def elapsed(self) -> float:
