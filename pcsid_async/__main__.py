@@ -2,7 +2,7 @@
 
 import sys
 
-from pcsid_async._cli import main
+from pcsid_async.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,7 @@ from pcsid_async import (
     RenewalRequest,
     RetryPolicy,
 )
-from pcsid_async._cli import outcome_record
+from pcsid_async.cli.results import outcome_record
 from pcsid_async.testing import EndpointFaults, FakeClearTax, FaultPlan
 
 TOKEN = "chaos-token-5e1f0c2b9d"

@@ -1,0 +1,190 @@
+"""The batch shared by ``renew`` and ``demo``: run, estimate, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import attrs
+
+from pcsid_async import (
+    OutcomeState,
+    PcsidClient,
+    RenewalRequest,
+)
+from pcsid_async._batch import _cancel_and_wait
+
+if TYPE_CHECKING:
+    pass
+
+from ._common import (
+    ASSUMED_LATENCY,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_ALL,
+    EXIT_OK,
+    _confirm,
+    format_duration,
+)
+from .csv_input import DeviceRow
+from .progress import Progress, Tally
+from .results import outcome_record
+from .summary import print_summary
+
+
+@attrs.frozen(kw_only=True)
+class BatchOptions:
+    """How ``renew``/``demo`` run their batch."""
+
+    concurrency: int
+    await_activities: bool = True
+    activity_timeout: float | None = 900.0
+    activity_interval: float = 2.0
+    activity_max_interval: float = 20.0
+
+
+async def run_batch(
+    client: PcsidClient,
+    rows: Sequence[DeviceRow],
+    *,
+    options: BatchOptions,
+    tally: Tally,
+    progress: Progress,
+    out: IO[str] | None,
+    secrets: Sequence[str],
+) -> None:
+    """Renew ``rows`` through ``client.renew_many``; count, write and show each outcome."""
+    requests = (
+        RenewalRequest(r.device_id, r.otp, vat=r.vat, otp_expires_at=r.otp_expires_at) for r in rows
+    )
+    tasks = [asyncio.get_running_loop().create_task(progress.run())]
+    try:
+        async with client:
+            outcomes = client.renew_many(
+                requests,
+                concurrency=options.concurrency,
+                await_activities=options.await_activities,
+                activity_timeout=options.activity_timeout,
+                activity_interval=options.activity_interval,
+                activity_max_interval=options.activity_max_interval,
+            )
+            async with contextlib.aclosing(outcomes):
+                async for outcome in outcomes:
+                    record = outcome_record(
+                        outcome,
+                        default_vat=client.vat,
+                        secrets=(*secrets, outcome.request.otp),
+                    )
+                    tally.add(outcome, record)
+                    warn_if_late(tally, rows, options.concurrency)
+                    if out is not None:
+                        # A short synchronous write per device: flushed so that a crash
+                        # keeps every finished device on disk.
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        out.flush()
+    finally:
+        tally.finished = time.monotonic()
+        await _cancel_and_wait(tasks)
+        progress.finish()
+
+
+def warn_if_late(tally: Tally, rows: Sequence[DeviceRow], concurrency: int) -> None:
+    """Warn once (stderr) when the measured pace projects a finish past the earliest OTP expiry.
+
+    The pace is the mean time a device held a slot so far (renewal plus awaited activity).
+    """
+    if tally.late_warned:
+        return
+    left = tally.projected_seconds_left(concurrency)
+    expiries = [r.otp_expires_at for r in rows if r.otp_expires_at is not None]
+    if left is None or not expiries:
+        return
+    earliest = min(expiries)
+    finish = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=left)
+    if finish <= earliest:
+        return
+    tally.late_warned = True
+    per_device = tally.device_seconds / tally.done
+    print(
+        f"pcsid-async: warning: at the measured {per_device:.1f} s per device the batch "
+        f"finishes in about {format_duration(left)}, after the earliest OTP expiry "
+        f"({earliest.isoformat()}); devices whose OTP expires are SKIPPED, not sent",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def estimate_seconds(devices: int, *, rate: float | None, concurrency: int) -> float:
+    """How long ``devices`` renewals take: ``max(N / rate, N * latency / concurrency)``."""
+    by_rate = devices / rate if rate else 0.0
+    return max(by_rate, devices * ASSUMED_LATENCY / concurrency)
+
+
+def _check_deadline(
+    rows: Sequence[DeviceRow], *, rate: float | None, concurrency: int, yes: bool
+) -> None:
+    expiries = [r.otp_expires_at for r in rows if r.otp_expires_at is not None]
+    if not expiries:
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    earliest = min(expiries)
+    estimate = estimate_seconds(len(rows), rate=rate, concurrency=concurrency)
+    if now + dt.timedelta(seconds=estimate) <= earliest:
+        return
+    at_rate = f"--rate {rate:g}/s and " if rate else ""
+    left = (earliest - now).total_seconds()
+    when = (
+        f"expired {format_duration(-left)} ago"
+        if left < 0
+        else f"expires in {format_duration(left)}"
+    )
+    _confirm(
+        f"the batch may not finish before the OTPs expire: {len(rows)} devices at "
+        f"{at_rate}--concurrency {concurrency} take about {format_duration(estimate)} "
+        f"(estimate, assuming {ASSUMED_LATENCY:g} s per renewal, the activity wait not "
+        "included; the run warns if its measured pace is slower), and the earliest OTP "
+        f"{when} ({earliest.isoformat()}). Devices whose OTP has expired are SKIPPED, not sent.",
+        yes=yes,
+    )
+
+
+def _run_and_report(
+    client: PcsidClient,
+    rows: Sequence[DeviceRow],
+    options: BatchOptions,
+    *,
+    out: IO[str] | None,
+    out_path: Path | None,
+    token: str,
+    resumed: int = 0,
+) -> int:
+    tally = Tally(len(rows))
+    progress = Progress(tally, sys.stderr, tty=sys.stderr.isatty())
+    try:
+        asyncio.run(
+            run_batch(
+                client,
+                rows,
+                options=options,
+                tally=tally,
+                progress=progress,
+                out=out,
+                secrets=(token,),
+            )
+        )
+    except KeyboardInterrupt:
+        print_summary(tally, sys.stdout, out=out_path, resumed=resumed)
+        print(
+            f"pcsid-async: interrupted after {tally.done} of {tally.total} devices"
+            + (f"; re-run with --resume to continue {out_path}" if out_path else ""),
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print_summary(tally, sys.stdout, out=out_path, resumed=resumed)
+    return EXIT_OK if tally.states[OutcomeState.RENEWED] == tally.total else EXIT_NOT_ALL
