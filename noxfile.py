@@ -1,10 +1,10 @@
-"""Developer tasks: `nox` runs the default sessions (tests, lint, typecheck)."""
+"""Developer tasks: `nox` runs the default sessions (tests, tests_uvloop, lint, typecheck)."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_uvloop", "lint", "typecheck"]
 # A newcomer's machine may lack some of the supported interpreters: skip those, don't fail
 # (nox would otherwise fail on CI, where the CI variable is set).
 nox.options.error_on_missing_interpreters = False
@@ -18,7 +18,7 @@ TEST_DEPS = [
     "hypothesis>=6.100",
     "trustme>=1.1",
 ]
-BENCH_DEPS = ["matplotlib>=3.8"]
+BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "uvloop>=0.19"]
 
 
 @nox.session(python=PYTHONS)
@@ -35,6 +35,19 @@ def tests(session: nox.Session) -> None:
         "error::ResourceWarning",
         *session.posargs,
         env={"COVERAGE_FILE": f".coverage.{session.python}"},
+    )
+
+
+@nox.session(python="3.11")
+def tests_uvloop(session: nox.Session) -> None:
+    """The whole suite on uvloop (PCSID_TEST_LOOP=uvloop); no coverage: `tests` gates that."""
+    session.install(".", *TEST_DEPS, "pytest-asyncio>=1.5", "uvloop>=0.19")
+    session.run(
+        "pytest",
+        "-W",
+        "error::ResourceWarning",
+        *session.posargs,
+        env={"PCSID_TEST_LOOP": "uvloop"},
     )
 
 

@@ -52,6 +52,9 @@ class Config:
     batch_devices: int = 10_000
     batch_latency: float = 0.020
     batch_concurrency: int = 200
+    latency_bound_devices: int = 4_000
+    rate_limit: float = 200.0
+    rate_devices: int = 2_000
     polling_activities: int = 2_000
     polling_duration: float = 1.0
     polling_interval: float = 0.1
@@ -74,9 +77,13 @@ class Config:
                 reps=3,
                 overhead_reps=2,
                 polling_reps=2,
-                scaling_rounds=2,
-                overhead_requests=10_000,
-                batch_devices=4_000,
+                scaling_rounds=1,
+                overhead_requests=3_000,
+                batch_devices=1_500,
+                latency_bound_devices=1_000,
+                rate_limit=100.0,
+                rate_devices=500,
+                overhead_chunk=250,
                 memory_devices=20_000,
                 scaling_devices=(1_000, 10_000),
                 import_reps=5,
@@ -147,75 +154,135 @@ async def workers(n: int, count: int, one: Callable[[], Awaitable[None]]) -> Non
 
 # --- 1. overhead per request -----------------------------------------------------------------
 
+# The SDK (3.11+) turns aiohttp's per-request timer off and keeps its own cheaper deadline
+# (pcsid_async._transport: _NO_AIOHTTP_TIMER); on 3.10 it uses aiohttp's total timer. The raw
+# loops get the same aiohttp timer cost: none on 3.11+, the SDK's default total on 3.10.
+RAW_TIMEOUT = (
+    aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
+    if sys.version_info >= (3, 11)
+    else aiohttp.ClientTimeout(total=30.0)
+)
+
+
+def new_loop(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A loop factory: ``asyncio`` or ``uvloop``."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+SLOW_SIDES = {"httpx": 10}  # sides so much dearer that they make 1/10 of the calls per round
+
+
+async def interleave(
+    sides: dict[str, Callable[[], Awaitable[None]]], conc: int, rounds: int, chunk: int
+) -> dict[str, float]:
+    """CPU per call of each side over ``rounds`` rounds, order rotating each round."""
+    for one in sides.values():  # warm-up: every connection open, code paths hot
+        await workers(conc, conc * 4, one)
+    cpu = dict.fromkeys(sides, 0.0)
+    names = list(sides)
+    for k in range(rounds):
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            c = time.process_time()
+            await workers(conc, chunk // SLOW_SIDES.get(name, 1), sides[name])
+            cpu[name] += time.process_time() - c
+    return {name: cpu[name] / (rounds * (chunk // SLOW_SIDES.get(name, 1))) for name in cpu}
+
 
 def overhead(cfg: Config) -> dict[str, Any]:
-    """Client CPU per ``get_status`` call against raw aiohttp, zero-latency server.
+    """Client CPU per call, SDK against hand-written loops, zero-latency server, interleaved.
 
-    Baseline: one shared ``aiohttp.ClientSession`` (connector limit = concurrency),
-    ``session.get(url, headers=...)`` then ``await resp.json()``; no models, no validation,
-    no retries. The SDK: a ``PcsidClient`` (default retry policy, ``max_connections`` =
-    concurrency) calling ``get_status``, which validates the id, decodes the canonical
-    SUCCEEDED body into an ``ActivityStatus`` (three timestamps, six checks) and would retry
-    a transient failure. Both make the same number of calls from the same number of worker
-    coroutines, after a warm-up that opens every connection.
-
-    Interleaved finely: a shared VM's speed drifts by tens of percent within seconds, so
-    whole back-to-back runs of each side disagree by more than the difference measured.
-    Each repetition opens both clients in one event loop and alternates between them in
-    rounds of ``overhead_chunk`` calls (the side going first alternates too), adding up
-    each side's CPU; every slow or fast spell of the machine is shared by both sides. A
-    repetition's ratio is SDK CPU / raw CPU over all its rounds; the median of the
-    repetitions is ``cpu_ratio``.
+    Baselines: one shared ``aiohttp.ClientSession`` (connector limit = concurrency, the
+    SDK's aiohttp timer cost: ``RAW_TIMEOUT``), ``session.get``/``post`` then ``await
+    resp.json()`` (the standard library's ``json``, as the SDK); and a hand-written
+    ``httpx.AsyncClient`` loop (same connection limit, no timeout). Each repetition opens
+    every client in one event loop and alternates between them in rounds of
+    ``overhead_chunk`` calls, adding up each side's CPU, so every slow or fast spell of the
+    shared machine is shared. Pairs: get_status (SDK, raw, httpx), renew (SDK, raw, POST),
+    and get_status again on uvloop (SDK, raw).
     """
+    import httpx
+
     n, conc, chunk = cfg.overhead_requests, cfg.overhead_concurrency, cfg.overhead_chunk
-    rounds = max(1, n // chunk)
+    rounds = max(2, n // chunk)
 
     with ServerProcess("fixed") as server:
         url = f"{server.url}/onboarding/{ACTIVITY_ID}/pcsid-status"
+        renew_url = f"{server.url}/onboarding/renew-pcsid"
         headers = raw_headers(server)
+        body = {"DeviceId": "00000000-0000-4000-8000-000000000001", "Otp": OTP}
 
-        async def repetition() -> dict[str, Any]:
-            async with sdk_client(server, conc) as client, raw_session(conc) as session:
+        async def repetition(kind: str, with_httpx: bool) -> dict[str, float]:
+            async with (
+                sdk_client(server, conc) as client,
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=conc), timeout=RAW_TIMEOUT
+                ) as session,
+                httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=conc, max_keepalive_connections=conc),
+                    timeout=None,
+                ) as hx,
+            ):
 
-                async def sdk_one() -> None:
-                    status = await client.get_status(ACTIVITY_ID)
-                    assert status.succeeded
+                async def sdk_get() -> None:
+                    assert (await client.get_status(ACTIVITY_ID)).succeeded
 
-                async def raw_one() -> None:
+                async def raw_get() -> None:
                     async with session.get(url, headers=headers) as resp:
-                        body = await resp.json()
-                    assert body["Status"] == "SUCCEEDED"
+                        assert (await resp.json())["Status"] == "SUCCEEDED"
 
-                sides = {"sdk": sdk_one, "raw": raw_one}
-                for one in sides.values():  # warm-up: every connection open, code paths hot
-                    await workers(conc, conc * 4, one)
-                cpu = dict.fromkeys(sides, 0.0)
-                wall = dict.fromkeys(sides, 0.0)
-                for k in range(rounds):
-                    order = ("sdk", "raw") if k % 2 == 0 else ("raw", "sdk")
-                    for name in order:
-                        c, w = time.process_time(), time.perf_counter()
-                        await workers(conc, chunk, sides[name])
-                        cpu[name] += time.process_time() - c
-                        wall[name] += time.perf_counter() - w
-            calls = rounds * chunk
-            return {
-                "ratio": cpu["sdk"] / cpu["raw"],
-                "sdk_cpu_us": cpu["sdk"] / calls * 1e6,
-                "raw_cpu_us": cpu["raw"] / calls * 1e6,
-                "sdk_wall_s": wall["sdk"],
-                "raw_wall_s": wall["raw"],
-            }
+                async def httpx_get() -> None:
+                    resp = await hx.get(url, headers=headers)
+                    assert json.loads(resp.content)["Status"] == "SUCCEEDED"
 
-        samples = []
+                async def sdk_renew() -> None:
+                    assert (await client.renew(body["DeviceId"], OTP)).status is not None
+
+                async def raw_renew() -> None:
+                    async with session.post(renew_url, json=body, headers=headers) as resp:
+                        assert (await resp.json())["Status"] == "GENERATED"
+
+                if kind == "renew":
+                    sides = {"sdk": sdk_renew, "raw": raw_renew}
+                else:
+                    sides = {"sdk": sdk_get, "raw": raw_get}
+                    if with_httpx:
+                        sides["httpx"] = httpx_get
+                return await interleave(sides, conc, rounds, chunk)
+
+        pairs = {"get": ("asyncio", True), "renew": ("asyncio", False), "uvloop": ("uvloop", False)}
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in pairs}
         for _ in range(cfg.overhead_reps):
-            gc.collect()
-            samples.append(asyncio.run(repetition()))
+            for name, (loop, with_httpx) in pairs.items():
+                gc.collect()
+                kind = "renew" if name == "renew" else "get"
+                with asyncio.Runner(loop_factory=new_loop(loop)) as runner:
+                    samples[name].append(runner.run(repetition(kind, with_httpx)))
+    calls = rounds * chunk
+
+    def ratio(name: str, a: str, b: str) -> float:
+        return median([s[a] / s[b] for s in samples[name]])
+
+    def per_call(name: str, side: str) -> float:
+        return median([s[side] for s in samples[name]]) * 1e6
+
     return {
-        "cpu_ratio": median([s["ratio"] for s in samples]),
-        "sdk_cpu_per_request_us": median([s["sdk_cpu_us"] for s in samples]),
-        "raw_cpu_per_request_us": median([s["raw_cpu_us"] for s in samples]),
-        "requests": rounds * chunk,
+        "cpu_ratio": ratio("get", "sdk", "raw"),
+        "renew_cpu_ratio": ratio("renew", "sdk", "raw"),
+        "uvloop_cpu_ratio": ratio("uvloop", "sdk", "raw"),
+        "vs_httpx": ratio("get", "sdk", "httpx"),
+        "sdk_cpu_per_request_us": per_call("get", "sdk"),
+        "raw_cpu_per_request_us": per_call("get", "raw"),
+        "httpx_cpu_per_request_us": per_call("get", "httpx"),
+        "sdk_renew_cpu_us": per_call("renew", "sdk"),
+        "raw_renew_cpu_us": per_call("renew", "raw"),
+        "uvloop_sdk_cpu_us": per_call("uvloop", "sdk"),
+        "uvloop_raw_cpu_us": per_call("uvloop", "raw"),
+        "raw_aiohttp_timeout": str(RAW_TIMEOUT),
+        "requests": calls,
         "concurrency": conc,
         "round_size": chunk,
         "rounds": rounds,
@@ -271,6 +338,40 @@ async def naive_batch(
     return {"wall_s": wall, "cpu_us_per_device": cpu / n * 1e6, "devices": n}
 
 
+async def rawpool_batch(
+    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+) -> dict[str, Any]:
+    """The fair floor: ``concurrency`` raw worker tasks pulling devices from one generator.
+
+    POST with ``json=`` + ``await resp.json()``; the connector limit and aiohttp timer cost
+    of the SDK's batch (``max(concurrency, 200)``, ``RAW_TIMEOUT``).
+    """
+    cpu, wall = time.process_time(), time.perf_counter()
+    url = f"{server.url}/onboarding/renew-pcsid"
+    headers = raw_headers(server)
+    source = devices(n, start)
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=max(concurrency, 200))
+    async with aiohttp.ClientSession(connector=connector, timeout=RAW_TIMEOUT) as session:
+
+        async def worker() -> None:
+            nonlocal ok
+            for device_id, otp in source:
+                body = {"DeviceId": device_id, "Otp": otp}
+                async with session.post(url, json=body, headers=headers) as resp:
+                    ok += (await resp.json()).get("Status") == "GENERATED"
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert ok == n, f"raw pool renewed {ok} of {n}"
+    return {"wall_s": wall, "cpu_us_per_device": cpu / n * 1e6, "devices": n}
+
+
+def paired(samples: dict[str, list[dict[str, Any]]], a: str, b: str) -> list[float]:
+    """Each run of ``a`` over the run of ``b`` right after it."""
+    return [x["wall_s"] / y["wall_s"] for x, y in zip(samples[a], samples[b], strict=True)]
+
+
 def batch(cfg: Config) -> dict[str, Any]:
     """``renew_many`` wall time against the ideal and against the naive hand-written batch.
 
@@ -288,11 +389,24 @@ def batch(cfg: Config) -> dict[str, Any]:
         # Warm-up: first use of each code path (cattrs builds its structuring code lazily).
         asyncio.run(sdk_batch(server, conc, conc))
         asyncio.run(naive_batch(server, conc, conc))
+        asyncio.run(rawpool_batch(server, conc, conc))
         samples = alternate(
             cfg.reps,
             {
                 "sdk": lambda: asyncio.run(sdk_batch(server, n, conc)),
+                "rawpool": lambda: asyncio.run(rawpool_batch(server, n, conc)),
                 "naive": lambda: asyncio.run(naive_batch(server, n, conc)),
+            },
+        )
+    # Latency-bound: 200 ms answers, the client's CPU no longer the limit.
+    slow_n = cfg.latency_bound_devices
+    with ServerProcess("fixed", latency=0.2) as server:
+        asyncio.run(sdk_batch(server, conc, conc))
+        slow = alternate(
+            cfg.reps,
+            {
+                "sdk": lambda: asyncio.run(sdk_batch(server, slow_n, conc)),
+                "rawpool": lambda: asyncio.run(rawpool_batch(server, slow_n, conc)),
             },
         )
     sdk_wall = median([s["wall_s"] for s in samples["sdk"]])
@@ -305,6 +419,20 @@ def batch(cfg: Config) -> dict[str, Any]:
     sdk_cpu_us = median([s["cpu_us_per_device"] for s in samples["sdk"]])
     cpu_floor = n * sdk_cpu_us / 1e6
     return {
+        "vs_rawpool": median(paired(samples, "sdk", "rawpool")),
+        "vs_rawpool_pairs": paired(samples, "sdk", "rawpool"),
+        "rawpool_wall_s": median([s["wall_s"] for s in samples["rawpool"]]),
+        "rawpool_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["rawpool"]]),
+        "latency_bound": {
+            "vs_rawpool": median(paired(slow, "sdk", "rawpool")),
+            "vs_rawpool_pairs": paired(slow, "sdk", "rawpool"),
+            "sdk_wall_s": median([s["wall_s"] for s in slow["sdk"]]),
+            "rawpool_wall_s": median([s["wall_s"] for s in slow["rawpool"]]),
+            "ideal_s": slow_n * 0.2 / conc,
+            "devices": slow_n,
+            "latency_s": 0.2,
+            "samples": slow,
+        },
         "wall_over_ideal": sdk_wall / ideal,
         "vs_naive": median(pair_ratios),
         "vs_naive_pairs": pair_ratios,
@@ -658,6 +786,97 @@ def import_time(cfg: Config) -> dict[str, Any]:
         "aiohttp_ms": aiohttp_ms,
         "repetitions": cfg.import_reps,
         "samples": samples,
+    }
+
+
+# --- 7. rate limit --------------------------------------------------------------------------
+
+
+def rate(cfg: Config) -> dict[str, Any]:
+    """``renew_many`` with ``rate_limit``: the rate the server saw, from its own clock.
+
+    ``rate_devices`` devices, 20 ms latency, concurrency 200 (far more than the limit
+    needs); the ``fixed`` server records each renewal's arrival time. ``achieved_over_limit``
+    = (arrivals - 1) / (last - first) / limit; ``max_window_over_limit`` = the most arrivals
+    in any 1 s window (starting at an arrival) / limit.
+    """
+    import bisect
+
+    limit, n, conc = cfg.rate_limit, cfg.rate_devices, cfg.batch_concurrency
+
+    async def run(server: ServerProcess) -> None:
+        client = PcsidClient(
+            server.token, server.vat, base_url=server.url, max_connections=conc, rate_limit=limit
+        )
+        async with client:
+            async for outcome in client.renew_many(devices(n), concurrency=conc):
+                assert outcome.ok
+
+    with ServerProcess("fixed", latency=cfg.batch_latency) as server:
+        server.command("arrivals")
+        asyncio.run(run(server))
+        times = sorted(server.command("arrivals")["arrivals"])
+    assert len(times) == n, f"server saw {len(times)} of {n}"
+    span = times[-1] - times[0]
+    window = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+    return {
+        "achieved_over_limit": (n - 1) / span / limit,
+        "max_window_over_limit": window / limit,
+        "achieved_per_s": (n - 1) / span,
+        "max_in_1s_window": window,
+        "rate_limit": limit,
+        "devices": n,
+        "latency_s": cfg.batch_latency,
+        "span_s": span,
+    }
+
+
+# --- 8. journal -----------------------------------------------------------------------------
+
+
+def journal(cfg: Config) -> dict[str, Any]:
+    """Batch CPU per device with the crash-safe journal over without (zero latency).
+
+    Runs only where ``pcsid_async.RenewalJournal`` exists (``renew_many(..., journal=...)``);
+    otherwise records that it was skipped, with no figure.
+    """
+    import tempfile
+
+    import pcsid_async
+
+    journal_cls = getattr(pcsid_async, "RenewalJournal", None)
+    if journal_cls is None:
+        return {"skipped": "RenewalJournal not available"}
+    n, conc = cfg.batch_devices, cfg.batch_concurrency
+
+    async def run(server: ServerProcess, path: Path | None, start: int) -> float:
+        async with sdk_client(server, conc) as client:
+            kwargs: dict[str, Any] = {}
+            if path is not None:
+                kwargs["journal"] = journal_cls(path)
+            cpu = time.process_time()
+            async for _ in client.renew_many(devices(n, start), concurrency=conc, **kwargs):
+                pass
+            cpu = time.process_time() - cpu
+            close = getattr(kwargs.get("journal"), "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            return cpu / n * 1e6
+
+    with ServerProcess("fixed") as server, tempfile.TemporaryDirectory() as tmp:
+        pairs = []
+        for rep in range(cfg.reps):
+            gc.collect()
+            path = Path(tmp) / f"journal-{rep}.db"
+            with_j = asyncio.run(run(server, path, rep * n))
+            without = asyncio.run(run(server, None, rep * n))
+            pairs.append({"journal_us": with_j, "plain_us": without})
+    return {
+        "cpu_overhead": median([p["journal_us"] / p["plain_us"] for p in pairs]),
+        "devices": n,
+        "samples": pairs,
     }
 
 

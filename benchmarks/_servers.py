@@ -16,7 +16,8 @@ then reads JSON commands, one per line, on stdin and answers each with one JSON 
 stdout. It exits when stdin closes, so it never outlives the harness (even one killed with
 SIGKILL). It ignores SIGINT: on Ctrl-C the harness shuts it down from a ``finally``.
 
-Commands (``fake`` only, besides ``ping``):
+Commands: ``{"cmd": "arrivals"}`` (``fixed``): the server's ``time.monotonic()`` at the
+arrival of each renewal since the last such command. ``fake`` only, besides ``ping``:
 
 ``{"cmd": "activities", "n": 2000, "delay": 1.0}``
     Create ``n`` activities directly on the server (no HTTP) that turn SUCCEEDED ``delay``
@@ -83,6 +84,9 @@ RENEWED = json.dumps(
 ).encode()
 
 
+ARRIVALS: list[float] = []  # time.monotonic() of each renewal's arrival (``arrivals`` command)
+
+
 def fixed_app(latency: float) -> web.Application:
     """The ``fixed`` server: canonical bodies after ``latency`` seconds, nothing else."""
 
@@ -92,6 +96,7 @@ def fixed_app(latency: float) -> web.Application:
         return web.Response(body=CANONICAL_ACTIVITY, content_type="application/json")
 
     async def renew(request: web.Request) -> web.Response:
+        ARRIVALS.append(time.monotonic())
         await request.read()
         if latency:
             await asyncio.sleep(latency)
@@ -118,6 +123,15 @@ async def _commands(handle: Any) -> None:
         _emit(handle(command))
 
 
+def fixed_command(command: dict[str, Any]) -> dict[str, Any]:
+    """``{"cmd": "arrivals"}``: the renewals' arrival times so far (then forgotten)."""
+    if command["cmd"] == "arrivals":
+        times = ARRIVALS[:]
+        ARRIVALS.clear()
+        return {"arrivals": times}
+    return {"ok": True}
+
+
 async def serve(kind: str, latency: float) -> None:
     """Serve until stdin closes."""
     if kind == "fixed":
@@ -128,7 +142,7 @@ async def serve(kind: str, latency: float) -> None:
         port = runner.addresses[0][1]
         _emit({"url": f"http://127.0.0.1:{port}{API_PREFIX}", "token": TOKEN, "vat": VAT})
         try:
-            await _commands(lambda command: {"ok": True})
+            await _commands(fixed_command)
         finally:
             await runner.cleanup()
         return

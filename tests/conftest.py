@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -12,6 +14,22 @@ from pcsid_async import PcsidClient
 from pcsid_async.testing import FakeClearTax
 
 ClientFactory = Callable[..., PcsidClient]
+
+# PCSID_TEST_LOOP=uvloop runs every test on uvloop (`nox -s tests_uvloop`). pytest-asyncio
+# (>= 1.5) chooses the loop through this hook; overriding `event_loop_policy` is deprecated.
+TEST_LOOP = os.environ.get("PCSID_TEST_LOOP", "asyncio")
+
+
+if TEST_LOOP == "uvloop":  # defined only then: the default run keeps the plugin's own loop
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+        """Every test's loop is uvloop's."""
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
