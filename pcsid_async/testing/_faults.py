@@ -27,7 +27,8 @@ FAULT_NAMES: Final[tuple[str, ...]] = (
     "extra_fields",
 )
 
-#: The endpoints a plan configures (``RecordedRequest.endpoint`` minus ``"other"``).
+#: The endpoints a plan configures (``RecordedRequest.endpoint`` minus ``"other"``):
+#: ``register`` is register-device, ``generate_csr`` is generate-csr (Generate Device ID).
 FaultEndpoint = Literal["renew", "generate", "status", "register", "generate_csr"]
 
 _FAULT_ENDPOINTS: Final[tuple[FaultEndpoint, ...]] = (

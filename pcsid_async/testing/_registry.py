@@ -1,9 +1,12 @@
 """The device and OTP registry: devices, single-use OTPs, the sandbox sample OTP, the ledger.
 
-Single use: an OTP from ``issue_otp`` works for one performed renew or generate, with its VAT,
-until it expires. With ``sandbox_otp`` the sandbox's documented sample OTP ``123345`` is also
-accepted, for any device of an Admin VAT, once per device (a second performed call for that
-device with it answers ``Invalid-OTP``, as a spent OTP would). ``any_otp`` overrides both.
+Single use: an OTP from ``issue_otp`` works for one performed renew, generate or
+register-device call, with its VAT, until it expires. With ``sandbox_otp`` the sandbox's
+documented sample OTP ``123345`` is also accepted, for any device of an Admin VAT, once per
+device (a second performed call for that device with it answers ``Invalid-OTP``, as a spent
+OTP would; register-device always makes a new device, so it is always accepted there).
+``any_otp`` overrides both. register-device and generate-csr keep one device per VAT and
+``EgsSerialNumber`` (``device_by_serial``).
 """
 
 from __future__ import annotations
