@@ -45,9 +45,10 @@ class FakeClearTax(_Http):
     """A fake ClearTax KSA onboarding server on loopback, for tests, demos and benchmarks.
 
     Serves ``renew-pcsid``, ``generate-csid``, ``pcsid-status``, ``register-device`` and
-    ``generate-csr`` (Generate Device ID) under the real API's path prefix, with the contract's status codes and body shapes, an in-memory device registry,
-    single-use OTPs, PCSID generation activities, a request log, a ledger of performed
-    renewals and seeded fault injection. Not thread-safe: use it from one event loop.
+    ``generate-csr`` (Generate Device ID) under the real API's path prefix, with the
+    contract's status codes and body shapes, an in-memory device registry, single-use OTPs,
+    PCSID generation activities, a request log, a ledger of performed renewals and seeded
+    fault injection. Not thread-safe: use it from one event loop.
 
     How a request is handled, in order:
 
