@@ -2,52 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 
-from fake_server._http import INVALID_OTP, OBJECT_ID, call, generate, poll, renew
+from fake_server._http import (
+    INVALID_OTP,
+    OBJECT_ID,
+    REGISTER,
+    SERIAL,
+    VAT,
+    body,
+    call,
+    details,
+    generate,
+    generate_csr,
+    poll,
+    register,
+    renew,
+)
 from pcsid_async.testing import EndpointFaults, FakeClearTax, FaultPlan
-
-REGISTER = "/onboarding/register-device"
-GENERATE_CSR = "/onboarding/generate-csr"
-VAT = "300000000000003"
-SERIAL = "1-ClearPOS|2-Model7|3-SN0001"
-
-
-def details(**overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "CommonName": "Till 1",
-        "EgsSerialNumber": SERIAL,
-        "Location": "Riyadh, King Fahd Road 12",
-        "Industry": "Retail",
-    }
-    fields.update(overrides)
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def body(*, otp: str | None = None, vat: str = VAT, **device_overrides: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "DeviceDetails": details(**device_overrides),
-        "OrganizationDetails": {"Vat": vat, "Name": "Example Trading Co"},
-    }
-    if otp is not None:
-        payload["Otp"] = otp
-    return payload
-
-
-async def register(
-    session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
-) -> Any:
-    return await call(session, fake, "POST", REGISTER, json_body=payload, **kwargs)
-
-
-async def generate_csr(
-    session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
-) -> Any:
-    return await call(session, fake, "POST", GENERATE_CSR, json_body=payload, **kwargs)
 
 
 def the_error(answer: Any) -> tuple[str, str | None]:
@@ -238,6 +215,18 @@ class TestRegisterDevice:
             assert mine.status == theirs.status == 200
             assert fake.device_by_serial(SERIAL, vat=other).device_id == theirs.json()["DeviceId"]
             assert mine.json()["DeviceId"] != theirs.json()["DeviceId"]
+
+    async def test_concurrent_registers_with_one_otp_perform_exactly_once(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        async with FakeClearTax(latency=0.02) as fake:
+            otp = fake.issue_otp()
+            serials = [f"1-M|2-X|3-S{n}" for n in range(4)]
+            answers = await asyncio.gather(
+                *(register(session, fake, body(otp=otp, EgsSerialNumber=s)) for s in serials)
+            )
+            assert sorted(a.status for a in answers) == [200, 400, 400, 400]
+            assert sum(len(entries) for entries in fake.ledger.values()) == 1
 
     async def test_the_sandbox_sample_otp_registers_devices(
         self, session: aiohttp.ClientSession
