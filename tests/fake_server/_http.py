@@ -133,13 +133,13 @@ def body(*, otp: str | None = None, vat: str = VAT, **device_overrides: Any) -> 
 
 async def register(
     session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
-) -> Any:
+) -> Answer:
     return await call(session, fake, "POST", REGISTER, json_body=payload, **kwargs)
 
 
 async def generate_csr(
     session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
-) -> Any:
+) -> Answer:
     return await call(session, fake, "POST", GENERATE_CSR, json_body=payload, **kwargs)
 
 
