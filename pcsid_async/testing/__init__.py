@@ -18,6 +18,10 @@ Example::
             fake.inject("renew", "drop_after")  # performed, but the answer is lost
             ...  # call the client with fake.url, fake.token, fake.vat, device, otp
             assert len(fake.ledger[device]) == 1  # renewed exactly once
+
+Besides renew-pcsid, generate-csid and pcsid-status the fake serves register-device (device,
+CSID and PCSID in one call, with an OTP) and generate-csr (Generate Device ID: one device per
+VAT and ``EgsSerialNumber``); ``fake.device_by_serial(serial)`` finds what they made.
 """
 
 from pcsid_async.testing._fake import FakeClearTax, run_fake_server

@@ -157,7 +157,7 @@ class _Activities(_FakeState):
         activity.state = "FAILED" if activity.failing_checks else "SUCCEEDED"
         activity.completed_wall = at
         device = activity.device
-        if activity.origin == "generate" and device is not None:
+        if activity.origin in ("generate", "register") and device is not None:
             if device.pending_activity == activity.activity_id:
                 device.pending_activity = None
             if activity.state == "SUCCEEDED":

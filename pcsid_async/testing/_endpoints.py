@@ -10,7 +10,7 @@ in ``_records.Endpoint`` and ``_state.ENDPOINTS`` (plus a ``FaultPlan`` field fo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
@@ -30,10 +30,12 @@ class Call:
     device_id: str | None = None
     otp: str | None = attrs.field(default=None, repr=False)
     activity_id: str | None = None
+    #: register-device / generate-csr: the checked body fields (see ``parse_device_body``).
+    details: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class _Endpoints(_Registry):
-    """The processing of renew-pcsid, generate-csid and pcsid-status."""
+    """The processing of renew-pcsid, generate-csid, pcsid-status, register-device, generate-csr."""
 
     @staticmethod
     def _rejected(
@@ -103,6 +105,52 @@ class _Endpoints(_Registry):
         # The provider's quirk: a FAILED activity comes back as HTTP 500 with a normal body.
         return (500 if activity.state == "FAILED" else 200), self._activity_body(activity)
 
+    def _vat_mismatch(self, vat: str, call: Call) -> Answer | None:
+        if call.details["org_vat"] == vat:
+            return None
+        return self._rejected("6002", _wire.MSG_VAT_MISMATCH, path="OrganizationDetails.Vat")
+
+    def _process_register(self, vat: str, call: Call) -> Answer:
+        refusal = self._vat_mismatch(vat, call)
+        if refusal is not None:
+            return refusal
+        serial, otp = call.details["egs_serial_number"], str(call.otp)
+        # The sandbox sample OTP is spent per device; a new device has not spent it yet.
+        problem = self._otp_problem(vat, otp, "", time.monotonic())
+        if problem is not None:
+            return self._rejected("Invalid-OTP", problem, "ZATCA", "Otp")
+        if (vat, serial) in self._serials:
+            path = "DeviceDetails.EgsSerialNumber"
+            return self._rejected("6002", _wire.MSG_ALREADY_REGISTERED, path=path)
+        device = self._onboard_device(vat, call.details, "register")
+        device.generations += 1
+        activity_id = self._perform(device, otp, "register")
+        device.pending_activity = activity_id
+        return 200, {
+            "Status": "GENERATED",
+            "DeviceId": device.device_id,
+            "PcsidGenerationActivityId": activity_id,
+            "ErrorList": [],
+        }
+
+    def _process_generate_csr(self, vat: str, call: Call) -> Answer:
+        refusal = self._vat_mismatch(vat, call)
+        if refusal is not None:
+            return refusal
+        existing = self._serials.get((vat, call.details["egs_serial_number"]))
+        if existing is not None:
+            # One device per VAT and serial: the repeat names it, with a warning-like error.
+            warning = _wire.error(
+                "6002", _wire.MSG_DEVICE_EXISTS, path="DeviceDetails.EgsSerialNumber"
+            )
+            return 200, {"Status": "GENERATED", "DeviceId": existing, "ErrorList": [warning]}
+        device = self._onboard_device(vat, call.details, "generate_csr")
+        return 200, {"Status": "GENERATED", "DeviceId": device.device_id, "ErrorList": []}
+
+
+#: What a route's request carries: ``DeviceId`` + ``Otp``; device details (+ ``Otp``); none.
+BodyKind = Literal["onboarding", "device_otp", "device", "none"]
+
 
 @attrs.frozen
 class Route:
@@ -113,20 +161,26 @@ class Route:
         method: the one HTTP method it answers (others get 405).
         path: the aiohttp path pattern, under ``API_PREFIX``; ``{activity_id}`` is read.
         process: the ``_Endpoints`` method that performs it.
-        onboarding_body: a POST whose JSON body carries ``DeviceId`` and ``Otp``.
+        body: what its JSON body carries (``"none"``: no body is read).
     """
 
     endpoint: FaultEndpoint
     method: str
     path: str
     process: Callable[[_Endpoints, str, Call], Answer]
-    onboarding_body: bool
+    body: BodyKind
 
 
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("renew", "POST", _wire.RENEW_PATH, _Endpoints._process_renew, onboarding_body=True),
+    Route("renew", "POST", _wire.RENEW_PATH, _Endpoints._process_renew, "onboarding"),
+    Route("generate", "POST", _wire.GENERATE_PATH, _Endpoints._process_generate, "onboarding"),
+    Route("status", "GET", _wire.STATUS_PATH, _Endpoints._process_status, "none"),
+    Route("register", "POST", _wire.REGISTER_PATH, _Endpoints._process_register, "device_otp"),
     Route(
-        "generate", "POST", _wire.GENERATE_PATH, _Endpoints._process_generate, onboarding_body=True
+        "generate_csr",
+        "POST",
+        _wire.GENERATE_CSR_PATH,
+        _Endpoints._process_generate_csr,
+        "device",
     ),
-    Route("status", "GET", _wire.STATUS_PATH, _Endpoints._process_status, onboarding_body=False),
 )

@@ -44,10 +44,11 @@ def _latency_of(latency: float | Mapping[str, float]) -> dict[str, float]:
 class FakeClearTax(_Http):
     """A fake ClearTax KSA onboarding server on loopback, for tests, demos and benchmarks.
 
-    Serves ``renew-pcsid``, ``generate-csid`` and ``pcsid-status`` under the real API's path
-    prefix, with the contract's status codes and body shapes, an in-memory device registry,
-    single-use OTPs, PCSID generation activities, a request log, a ledger of performed
-    renewals and seeded fault injection. Not thread-safe: use it from one event loop.
+    Serves ``renew-pcsid``, ``generate-csid``, ``pcsid-status``, ``register-device`` and
+    ``generate-csr`` (Generate Device ID) under the real API's path prefix, with the
+    contract's status codes and body shapes, an in-memory device registry, single-use OTPs,
+    PCSID generation activities, a request log, a ledger of performed renewals and seeded
+    fault injection. Not thread-safe: use it from one event loop.
 
     How a request is handled, in order:
 
@@ -58,6 +59,12 @@ class FakeClearTax(_Http):
        object, ``ErrorCode 5002``).
     3. Body shape (POSTs): not a JSON object, or a missing/blank ``DeviceId`` or ``Otp``
        answers 400 with one ``ErrorList`` entry per problem (``Path`` names the field).
+       register-device and generate-csr check ``DeviceDetails`` (``CommonName``,
+       ``Location``, ``Industry`` non-empty; ``EgsSerialNumber`` ``1-x|2-y|3-z``;
+       ``InvoiceType`` optional, ``TSXY`` as the docs give it, default ``1100``),
+       ``OrganizationDetails.Vat`` (15 digits) and, for register-device, ``Otp``; each
+       problem gets ``ErrorCode 6002`` with a dotted ``Path`` such as
+       ``DeviceDetails.EgsSerialNumber``.
     4. A request that passed 2 and 3 is *eligible* for a fault: a forced one from
        ``inject()``, else one drawn from the ``FaultPlan``. Other requests never get a fault
        and never use up an injection.
@@ -68,7 +75,14 @@ class FakeClearTax(_Http):
        both use one OTP): the OTP must be valid (else 400 ``Invalid-OTP``); the device must
        exist and belong to the VAT (else 400 ``6003``); its state must allow the call
        (renew: it has a PCSID, else 400 ``6002``, and no planted ``renew_error``; generate: no
-       PCSID and no generation in progress, else 400 ``6002``). Only a request that passes
+       PCSID and no generation in progress, else 400 ``6002``). register-device and
+       generate-csr first need ``OrganizationDetails.Vat`` equal to the ``vat`` header (else
+       400 ``6002``); register-device then checks the OTP like renew, and a VAT and serial
+       number that already has a device answers 400 ``6002``; it creates the device, spends
+       the OTP, writes a ledger entry (``"register"``) and starts its activity.
+       generate-csr makes a device without PCSID (no OTP, no ledger entry), or for a VAT and
+       serial that has one answers 200 with that ``DeviceId`` and a warning-like
+       ``ErrorList`` entry (``6002``). Only a request that passes
        all of it is performed: the OTP is consumed, the device's counters change and a ledger
        entry is written. A status request counts as a poll and may end the activity.
     8. Faults that act after processing act here: ``drop_after``, ``slow``, ``malformed``,
@@ -92,7 +106,8 @@ class FakeClearTax(_Http):
         vats: the VATs the token's user is an Admin for (at least one); any other non-empty
             VAT answers 403. The first is the default VAT of devices and OTPs.
         latency: seconds every answer waits (also 401s and faults), or a mapping from
-            ``"renew"``/``"generate"``/``"status"`` to seconds (missing endpoints: 0).
+            ``"renew"``/``"generate"``/``"status"``/``"register"``/``"generate_csr"`` to
+            seconds (missing endpoints: 0).
             The wait comes before processing.
         activity_polls: an activity turns terminal on this status poll (N >= 1) ...
         activity_delay: ... or this many seconds after creation, whichever comes first.

@@ -27,10 +27,17 @@ FAULT_NAMES: Final[tuple[str, ...]] = (
     "extra_fields",
 )
 
-#: The endpoints a plan configures (``RecordedRequest.endpoint`` minus ``"other"``).
-FaultEndpoint = Literal["renew", "generate", "status"]
+#: The endpoints a plan configures (``RecordedRequest.endpoint`` minus ``"other"``):
+#: ``register`` is register-device, ``generate_csr`` is generate-csr (Generate Device ID).
+FaultEndpoint = Literal["renew", "generate", "status", "register", "generate_csr"]
 
-_FAULT_ENDPOINTS: Final[tuple[FaultEndpoint, ...]] = ("renew", "generate", "status")
+_FAULT_ENDPOINTS: Final[tuple[FaultEndpoint, ...]] = (
+    "renew",
+    "generate",
+    "status",
+    "register",
+    "generate_csr",
+)
 
 # Float sums such as 0.1 + 0.2 + 0.7 overshoot 1.0 by an ulp or two.
 _SUM_TOLERANCE: Final = 1e-9
@@ -108,10 +115,12 @@ class FaultPlan:
     renew: EndpointFaults = attrs.field(factory=EndpointFaults)
     generate: EndpointFaults = attrs.field(factory=EndpointFaults)
     status: EndpointFaults = attrs.field(factory=EndpointFaults)
+    register: EndpointFaults = attrs.field(factory=EndpointFaults)
+    generate_csr: EndpointFaults = attrs.field(factory=EndpointFaults)
 
     @classmethod
     def uniform(cls, **probabilities: float) -> FaultPlan:
-        """Build a plan that gives all three endpoints the same ``EndpointFaults(**probabilities)``.
+        """Build a plan that gives every endpoint the same ``EndpointFaults(**probabilities)``.
 
         Raises:
             TypeError: on an unknown fault name.
@@ -119,7 +128,13 @@ class FaultPlan:
 
         """
         faults = EndpointFaults(**probabilities)
-        return cls(renew=faults, generate=faults, status=faults)
+        return cls(
+            renew=faults,
+            generate=faults,
+            status=faults,
+            register=faults,
+            generate_csr=faults,
+        )
 
     def for_endpoint(self, endpoint: FaultEndpoint) -> EndpointFaults:
         """Return the ``EndpointFaults`` configured for one endpoint."""

@@ -86,7 +86,8 @@ class _Injector(_FakeState):
         Eligible means past the header and body-shape checks, like random faults.
 
         Args:
-            endpoint: ``"renew"``, ``"generate"`` or ``"status"``.
+            endpoint: ``"renew"``, ``"generate"``, ``"status"``, ``"register"`` or
+                ``"generate_csr"``.
             fault: a name from ``FAULT_NAMES``, or ``"http"``: a plain error answer with
                 ``status`` and a bare error object body (not processed).
             times: how many requests get it.

@@ -9,7 +9,7 @@ from typing import Final
 from pcsid_async.testing._records import ProcessedRenewal, RecordedRequest
 from pcsid_async.testing._state import _Exchange, _FakeState
 
-_LOG_ENDPOINTS: Final = ("renew", "generate", "status", "other")
+_LOG_ENDPOINTS: Final = ("renew", "generate", "status", "register", "generate_csr", "other")
 
 
 def _check_log_endpoint(endpoint: str | None) -> None:

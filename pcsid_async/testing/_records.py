@@ -16,14 +16,18 @@ from typing import Literal
 import attrs
 
 #: The name the fake gives each kind of request it receives.
-Endpoint = Literal["renew", "generate", "status", "other"]
+Endpoint = Literal["renew", "generate", "status", "register", "generate_csr", "other"]
 
 #: The state of a PCSID generation activity, as the wire's ``Status`` spells it.
 ActivityState = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED"]
 
 #: What started an activity: a generate-csid call, a renew-pcsid call (with
-#: ``renew_starts_activity``) or a test calling ``FakeClearTax.create_activity``.
-ActivityOrigin = Literal["generate", "renew", "direct"]
+#: ``renew_starts_activity``), a register-device call or a test calling
+#: ``FakeClearTax.create_activity``.
+ActivityOrigin = Literal["generate", "renew", "register", "direct"]
+
+#: The calls that spend an OTP and write a ledger entry.
+PerformedEndpoint = Literal["renew", "generate", "register"]
 
 
 @attrs.frozen(kw_only=True)
@@ -36,10 +40,13 @@ class RecordedRequest:
         method: HTTP method, e.g. ``"POST"``.
         path: the URL path (no query string), e.g.
             ``"/middle-east/ksa/einvoicing/onboarding/renew-pcsid"``.
-        endpoint: ``"renew"``, ``"generate"``, ``"status"`` or ``"other"`` (any other path).
+        endpoint: ``"renew"``, ``"generate"``, ``"status"``, ``"register"``
+            (register-device), ``"generate_csr"`` (generate-csr, Generate Device ID) or
+            ``"other"`` (any other path).
         vat: the ``vat`` header as sent, or ``None`` when absent or empty.
         device_id: the body's ``DeviceId`` for POSTs (when it was a string); for status
-            requests the device of the polled activity when that activity exists.
+            requests the device of the polled activity when that activity exists; for
+            register-device and generate-csr the ``DeviceId`` answered, if any.
         activity_id: the activity id in the path of a status request, else ``None``.
         status: the HTTP status the fake answered with; ``None`` while the request is still
             being handled, when the fake dropped the connection, or when the client had already
@@ -78,7 +85,8 @@ class ProcessedRenewal:
     Attributes:
         device_id: the device renewed or onboarded.
         otp: the OTP the request carried.
-        endpoint: ``"renew"`` or ``"generate"``.
+        endpoint: ``"renew"``, ``"generate"`` or ``"register"`` (register-device: the
+            entry's device is the one the call created).
         at: ``time.monotonic()`` when the server performed it.
         activity_id: the PCSID generation activity it started, if any.
 
@@ -86,7 +94,7 @@ class ProcessedRenewal:
 
     device_id: str
     otp: str = attrs.field(repr=False)
-    endpoint: Literal["renew", "generate"]
+    endpoint: PerformedEndpoint
     at: float
     activity_id: str | None
 
@@ -99,7 +107,8 @@ class ActivityView:
         activity_id: the ``PcsidGenerationActivityId``.
         device_id: the device it belongs to, or ``None`` for a direct activity without one.
         vat: the VAT it belongs to; polling it with another VAT answers "not found".
-        origin: ``"generate"``, ``"renew"`` or ``"direct"`` (made by ``create_activity``).
+        origin: ``"generate"``, ``"renew"``, ``"register"`` or ``"direct"`` (made by
+            ``create_activity``).
         state: ``"IN_PROGRESS"``, ``"SUCCEEDED"`` or ``"FAILED"``, as of the snapshot
             (time-based completion is applied when the snapshot is taken).
         polls: how many status requests the fake processed for it so far (requests answered
@@ -136,11 +145,17 @@ class DeviceView:
         vat: the VAT the device belongs to.
         has_pcsid: whether it currently holds a production CSID (renewable).
         renewals: how many renewals the fake performed for it.
-        generations: how many generate-csid calls the fake performed for it.
+        generations: how many generate-csid (or register-device) calls the fake performed
+            for it.
         pending_activity: the id of its generation activity still in progress, if any.
         checks: the compliance checks its activities run.
         failing_checks: check name to the failure message its activities report.
         renew_error: the planted ``(ErrorCode, ErrorMessage)`` its renewals fail with, if any.
+        egs_serial_number: its ``EgsSerialNumber`` when made by register-device or
+            generate-csr, else ``None``.
+        common_name: its ``CommonName`` likewise.
+        invoice_type: its ``InvoiceType`` likewise (``"1100"`` when the request left it out).
+        created_by: ``"add_device"``, ``"register"`` or ``"generate_csr"``.
 
     """
 
@@ -153,6 +168,10 @@ class DeviceView:
     checks: tuple[str, ...]
     failing_checks: Mapping[str, str] = attrs.field(hash=False)
     renew_error: tuple[str, str] | None
+    egs_serial_number: str | None = None
+    common_name: str | None = None
+    invoice_type: str | None = None
+    created_by: Literal["add_device", "register", "generate_csr"] = "add_device"
 
 
 @attrs.frozen(kw_only=True)

@@ -1,9 +1,12 @@
 """The device and OTP registry: devices, single-use OTPs, the sandbox sample OTP, the ledger.
 
-Single use: an OTP from ``issue_otp`` works for one performed renew or generate, with its VAT,
-until it expires. With ``sandbox_otp`` the sandbox's documented sample OTP ``123345`` is also
-accepted, for any device of an Admin VAT, once per device (a second performed call for that
-device with it answers ``Invalid-OTP``, as a spent OTP would). ``any_otp`` overrides both.
+Single use: an OTP from ``issue_otp`` works for one performed renew, generate or
+register-device call, with its VAT, until it expires. With ``sandbox_otp`` the sandbox's
+documented sample OTP ``123345`` is also accepted, for any device of an Admin VAT, once per
+device (a second performed call for that device with it answers ``Invalid-OTP``, as a spent
+OTP would; register-device always makes a new device, so it is always accepted there).
+``any_otp`` overrides both. register-device and generate-csr keep one device per VAT and
+``EgsSerialNumber`` (``device_by_serial``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Final, Literal
 
 from pcsid_async.testing import _wire
 from pcsid_async.testing._activities import _Activities
-from pcsid_async.testing._records import DeviceView, ProcessedRenewal, SampleCredentials
+from pcsid_async.testing._records import (
+    DeviceView,
+    PerformedEndpoint,
+    ProcessedRenewal,
+    SampleCredentials,
+)
 from pcsid_async.testing._state import _checks_of, _Device, _failing_of, _non_blank, _Otp
 
 _MAX_OTPS: Final = 900_000  # of the 10**6 six-digit strings: random picks stay fast
@@ -119,7 +127,23 @@ class _Registry(_Activities):
             checks=device.checks,
             failing_checks=MappingProxyType(dict(device.failing_checks)),
             renew_error=device.renew_error,
+            egs_serial_number=device.egs_serial_number,
+            common_name=device.common_name,
+            invoice_type=device.invoice_type,
+            created_by=device.created_by,
         )
+
+    def device_by_serial(self, egs_serial_number: str, *, vat: str | None = None) -> DeviceView:
+        """Return the device register-device or generate-csr made for a VAT and serial number.
+
+        Args:
+            egs_serial_number: the ``EgsSerialNumber`` sent.
+            vat: the VAT it was made for (default: the first VAT).
+
+        Raises:
+            KeyError: if no such device was made over HTTP.
+        """
+        return self.device(self._serials[(self._vat_of(vat), egs_serial_number)])
 
     def issue_otp(self, *, vat: str | None = None, ttl: float | None = None) -> str:
         """Issue a fresh six-digit OTP for ``vat`` (default: the first VAT), valid ``ttl`` seconds.
@@ -249,9 +273,31 @@ class _Registry(_Activities):
             return None
         return device
 
-    def _perform(
-        self, device: _Device, otp: str, endpoint: Literal["renew", "generate"]
-    ) -> str | None:
+    def _onboard_device(
+        self,
+        vat: str,
+        fields: Mapping[str, str],
+        created_by: Literal["register", "generate_csr"],
+    ) -> _Device:
+        """Create the device of a register-device or generate-csr call (no PCSID yet)."""
+        device = _Device(
+            self._new_device_id(),
+            vat,
+            has_pcsid=False,
+            checks=_wire.CHECK_NAMES,
+            failing_checks={},
+            renew_error=None,
+        )
+        serial = fields["egs_serial_number"]
+        device.egs_serial_number = serial
+        device.common_name = fields["common_name"]
+        device.invoice_type = fields["invoice_type"]
+        device.created_by = created_by
+        self._devices[device.device_id] = device
+        self._serials[(vat, serial)] = device.device_id
+        return device
+
+    def _perform(self, device: _Device, otp: str, endpoint: PerformedEndpoint) -> str | None:
         """Consume the OTP, start an activity when due, write the ledger; return the activity id."""
         if self._any_otp:
             pass  # never consumed
@@ -260,7 +306,7 @@ class _Registry(_Activities):
         else:  # the sandbox sample: spent for this device only
             self._sandbox_spent.add(device.device_id)
         activity_id = None
-        if endpoint == "generate" or self._renew_starts_activity:
+        if endpoint != "renew" or self._renew_starts_activity:
             activity = self._new_activity(
                 device_id=device.device_id,
                 device=device,

@@ -101,7 +101,7 @@ class _Http(_Endpoints, _Injector, _Observer):
         if self._closing:
             return None
         raw = b""
-        if route is not None and route.onboarding_body:
+        if route is not None and route.body != "none":
             try:
                 raw = await request.read()
             except ConnectionError:
@@ -128,6 +128,9 @@ class _Http(_Endpoints, _Injector, _Observer):
             if fault.name == "drop_before":
                 return None
         status, body = route.process(self, cast(str, ex.vat), call)
+        answered_id = body.get("DeviceId")
+        if ex.device_id is None and isinstance(answered_id, str):
+            ex.device_id = answered_id  # register-device, generate-csr: the device made
         return await self._after_processing(status, body, fault)
 
     def _call_of(
@@ -136,13 +139,20 @@ class _Http(_Endpoints, _Injector, _Observer):
         """The request's fields, and the answer refusing it for its shape or path, if any."""
         if route is None:
             return Call(), self._other_response(request)
-        if route.onboarding_body:
-            device_id, otp, errors = _wire.parse_onboarding_body(raw)
-            ex.device_id = device_id
+        if route.body != "none":
+            if route.body == "onboarding":
+                device_id, otp, errors = _wire.parse_onboarding_body(raw)
+                ex.device_id = device_id
+                call = Call(device_id=device_id, otp=otp)
+            else:
+                details, otp, errors = _wire.parse_device_body(
+                    raw, with_otp=route.body == "device_otp"
+                )
+                call = Call(otp=otp, details=details)
             refusal = None
             if errors:
                 refusal = self._json(400, _wire.failed_body(errors, status_endpoint=False))
-            return Call(device_id=device_id, otp=otp), refusal
+            return call, refusal
         activity_id = request.match_info["activity_id"]
         ex.activity_id = activity_id
         known = self._activities.get(activity_id)

@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pcsid_async.testing._inject import _Injection
 
 #: The endpoints a fault plan, an injection or a latency names (``Endpoint`` minus "other").
-ENDPOINTS: tuple[FaultEndpoint, ...] = ("renew", "generate", "status")
+ENDPOINTS: tuple[FaultEndpoint, ...] = ("renew", "generate", "status", "register", "generate_csr")
 
 
 class _Otp:
@@ -47,10 +47,14 @@ class _Otp:
 class _Device:
     __slots__ = (
         "checks",
+        "common_name",
+        "created_by",
         "device_id",
+        "egs_serial_number",
         "failing_checks",
         "generations",
         "has_pcsid",
+        "invoice_type",
         "pending_activity",
         "renew_error",
         "renewals",
@@ -76,6 +80,10 @@ class _Device:
         self.renewals = 0
         self.generations = 0
         self.pending_activity: str | None = None
+        self.egs_serial_number: str | None = None
+        self.common_name: str | None = None
+        self.invoice_type: str | None = None
+        self.created_by: Literal["add_device", "register", "generate_csr"] = "add_device"
 
 
 class _Activity:
@@ -230,6 +238,7 @@ class _FakeState:
         self._activity_counter = 0
 
         self._devices: dict[str, _Device] = {}
+        self._serials: dict[tuple[str, str], str] = {}  # (VAT, EgsSerialNumber) -> device id
         self._otps: dict[str, _Otp] = {}
         self._sandbox_spent: set[str] = set()  # devices that used the sample OTP
         self._activities: dict[str, _Activity] = {}

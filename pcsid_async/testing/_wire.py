@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal
@@ -17,6 +18,8 @@ API_PREFIX: Final = "/middle-east/ksa/einvoicing"
 RENEW_PATH: Final = API_PREFIX + "/onboarding/renew-pcsid"
 GENERATE_PATH: Final = API_PREFIX + "/onboarding/generate-csid"
 STATUS_PATH: Final = API_PREFIX + "/onboarding/{activity_id}/pcsid-status"
+REGISTER_PATH: Final = API_PREFIX + "/onboarding/register-device"
+GENERATE_CSR_PATH: Final = API_PREFIX + "/onboarding/generate-csr"
 
 #: The six ZATCA compliance checks, as their wire names, in canonical order.
 CHECK_NAMES: Final[tuple[str, ...]] = (
@@ -43,6 +46,17 @@ MSG_ALREADY_GENERATED: Final = "Production CSID already generated for device"
 MSG_OTP_INVALID: Final = "OTP is invalid or already used"
 MSG_OTP_EXPIRED: Final = "OTP has expired"
 MSG_ACTIVITY_NOT_FOUND: Final = "Activity not found"
+MSG_VAT_MISMATCH: Final = "OrganizationDetails.Vat does not match the vat header"
+MSG_ALREADY_REGISTERED: Final = "Device already registered for the given EgsSerialNumber"
+MSG_DEVICE_EXISTS: Final = "Device already exists for the given EgsSerialNumber"
+
+#: The provider's pattern for ``EgsSerialNumber``: manufacturer, model and serial number.
+EGS_SERIAL_PATTERN: Final = re.compile(r"1-[a-zA-Z0-9]+\|2-[a-zA-Z0-9]+\|3-[a-zA-Z0-9]+")
+#: ``InvoiceType`` ``TSXY``: T standard, S simplified (not both 0), X and Y reserved as 0.
+INVOICE_TYPE_PATTERN: Final = re.compile(r"(?!0{4})[01]{2}00")
+VAT_PATTERN: Final = re.compile(r"[0-9]{15}")
+DEFAULT_INVOICE_TYPE: Final = "1100"
+_NOT_AN_OBJECT: Final = "Request body must be a JSON object"
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND: Final = timedelta(milliseconds=1)
@@ -216,9 +230,9 @@ def parse_onboarding_body(raw: bytes) -> tuple[str | None, str | None, list[dict
     try:
         data = json.loads(raw)
     except ValueError:  # includes UnicodeDecodeError and JSONDecodeError
-        return None, None, [error("6002", "Request body must be a JSON object")]
+        return None, None, [error("6002", _NOT_AN_OBJECT)]
     if not isinstance(data, dict):
-        return None, None, [error("6002", "Request body must be a JSON object")]
+        return None, None, [error("6002", _NOT_AN_OBJECT)]
     device_id = data.get("DeviceId")
     otp = data.get("Otp")
     errors: list[dict[str, Any]] = []
@@ -230,3 +244,79 @@ def parse_onboarding_body(raw: bytes) -> tuple[str | None, str | None, list[dict
         errors.append(error("6002", "Otp is mandatory", path="Otp"))
         otp = None
     return (device_id if isinstance(device_id, str) else None), otp, errors
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _device_details(data: Any, errors: list[dict[str, Any]]) -> dict[str, str]:
+    """The checked ``DeviceDetails`` fields (snake_case keys); problems go to ``errors``."""
+    if not isinstance(data, dict):
+        errors.append(error("6002", "DeviceDetails is mandatory", path="DeviceDetails"))
+        return {}
+    fields: dict[str, str] = {}
+    for key, name in (
+        ("CommonName", "common_name"),
+        ("Location", "location"),
+        ("Industry", "industry"),
+    ):
+        value = _text(data, key)
+        if value is None:
+            errors.append(error("6002", f"{key} is mandatory", path=f"DeviceDetails.{key}"))
+        else:
+            fields[name] = value
+    serial = data.get("EgsSerialNumber")
+    where = "DeviceDetails.EgsSerialNumber"
+    if not isinstance(serial, str) or not serial.strip():
+        errors.append(error("6002", "EgsSerialNumber is mandatory", path=where))
+    elif EGS_SERIAL_PATTERN.fullmatch(serial) is None:
+        message = "EgsSerialNumber must be 1-<manufacturer>|2-<model>|3-<serial number>"
+        errors.append(error("6002", message, path=where))
+    else:
+        fields["egs_serial_number"] = serial
+    invoice_type = data.get("InvoiceType")
+    if invoice_type is None:
+        fields["invoice_type"] = DEFAULT_INVOICE_TYPE
+    elif isinstance(invoice_type, str) and INVOICE_TYPE_PATTERN.fullmatch(invoice_type):
+        fields["invoice_type"] = invoice_type
+    else:
+        message = "InvoiceType must be four 0/1 digits TSXY with XY 00 and not 0000, e.g. 1100"
+        errors.append(error("6002", message, path="DeviceDetails.InvoiceType"))
+    return fields
+
+
+def parse_device_body(
+    raw: bytes, *, with_otp: bool
+) -> tuple[dict[str, str], str | None, list[dict[str, Any]]]:
+    """Read a register-device / generate-csr body: checked fields, the OTP, the errors.
+
+    Fields (snake_case keys): ``common_name``, ``egs_serial_number``, ``location``,
+    ``industry``, ``invoice_type`` (default ``1100``) and ``org_vat`` (``OrganizationDetails.Vat``),
+    each present only when valid. Other keys of either object are tolerated and ignored.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}, None, [error("6002", _NOT_AN_OBJECT)]
+    if not isinstance(data, dict):
+        return {}, None, [error("6002", _NOT_AN_OBJECT)]
+    errors: list[dict[str, Any]] = []
+    fields = _device_details(data.get("DeviceDetails"), errors)
+    organization = data.get("OrganizationDetails")
+    if not isinstance(organization, dict):
+        errors.append(error("6002", "OrganizationDetails is mandatory", path="OrganizationDetails"))
+    else:
+        vat = organization.get("Vat")
+        if isinstance(vat, str) and VAT_PATTERN.fullmatch(vat):
+            fields["org_vat"] = vat
+        else:
+            message = "Vat is mandatory: the 15-digit VAT number"
+            errors.append(error("6002", message, path="OrganizationDetails.Vat"))
+    otp = None
+    if with_otp:
+        otp = _text(data, "Otp")
+        if otp is None:
+            errors.append(error("6002", "Otp is mandatory", path="Otp"))
+    return fields, otp, errors

@@ -104,5 +104,44 @@ def rejection(code: str, message: str, source: str, path: str) -> dict[str, Any]
     return {"Status": "FAILED", "ErrorList": [error]}
 
 
+REGISTER = "/onboarding/register-device"
+GENERATE_CSR = "/onboarding/generate-csr"
+VAT = "300000000000003"
+SERIAL = "1-ClearPOS|2-Model7|3-SN0001"
+
+
+def details(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "CommonName": "Till 1",
+        "EgsSerialNumber": SERIAL,
+        "Location": "Riyadh, King Fahd Road 12",
+        "Industry": "Retail",
+    }
+    fields.update(overrides)
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def body(*, otp: str | None = None, vat: str = VAT, **device_overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "DeviceDetails": details(**device_overrides),
+        "OrganizationDetails": {"Vat": vat, "Name": "Example Trading Co"},
+    }
+    if otp is not None:
+        payload["Otp"] = otp
+    return payload
+
+
+async def register(
+    session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
+) -> Answer:
+    return await call(session, fake, "POST", REGISTER, json_body=payload, **kwargs)
+
+
+async def generate_csr(
+    session: aiohttp.ClientSession, fake: FakeClearTax, payload: Any, **kwargs: Any
+) -> Answer:
+    return await call(session, fake, "POST", GENERATE_CSR, json_body=payload, **kwargs)
+
+
 #: The provider's answer to a spent, unknown or foreign OTP.
 INVALID_OTP = rejection("Invalid-OTP", "OTP is invalid or already used", "ZATCA", "Otp")
