@@ -27,6 +27,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
 from ._models import (
     ActivityState,
@@ -71,6 +72,7 @@ __all__ = [
     "RenewalRequest",
     "RenewalResult",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
 ]
