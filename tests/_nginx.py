@@ -61,9 +61,7 @@ def nginx_proxy(
     ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(root / "cert.pem")
     port = free_port()
     conf = root / "nginx.conf"
-    conf.write_text(
-        CONF.format(root=root, port=port, upstream=upstream, read_timeout=read_timeout)
-    )
+    conf.write_text(CONF.format(root=root, port=port, upstream=upstream, read_timeout=read_timeout))
     process = subprocess.Popen(
         [NGINX, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
         stdout=subprocess.DEVNULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from _nginx import NGINX, free_port, nginx_proxy
 from pcsid_async import BadRequestError, InternalServerError, OutcomeState, PcsidClient, RetryPolicy
 from pcsid_async.testing import FakeClearTax
 
+if NGINX is None and os.environ.get("PCSID_REQUIRE_NGINX"):  # set by .ci/run: run, never skip
+    raise RuntimeError("PCSID_REQUIRE_NGINX is set but nginx is not installed")
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)"
 )
