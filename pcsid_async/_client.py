@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_max_response_bytes
 from ._config import RetryPolicy
 from ._decode import (
     activity_decoder,
@@ -141,6 +142,7 @@ class BaseClient:
         user_agent: str | None = None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         """Create a client. No I/O happens here; the session is created on first use.
 
@@ -162,6 +164,9 @@ class BaseClient:
             trace_configs: extra ``aiohttp.TraceConfig`` for the client's own session.
             ssl: an ``ssl.SSLContext`` (e.g. a private CA), ``True`` to verify with the
                 system's CAs, or ``False`` (loopback ``base_url`` only) to skip checks.
+            max_response_bytes: the cap on any answer's body after decompression (default
+                1 MiB: ClearTax's answers are a few KB); over it, reading stops and the call
+                raises :class:`ResponseTooLargeError`.
 
         Raises:
             ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
@@ -196,6 +201,10 @@ class BaseClient:
             raise InvalidArgumentError("user_agent must be a non-blank string without controls")
         self._user_agent = user_agent
         self._max_connections = max_connections
+        try:
+            max_response_bytes = check_max_response_bytes(max_response_bytes)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         self._transport = Transport(
             base_url=self._base_url,
             timeout=self._timeout,
@@ -205,6 +214,7 @@ class BaseClient:
             rate_limit=self._rate_limit,
             trace_configs=trace_configs,
             ssl=ssl,
+            max_response_bytes=max_response_bytes,
         )
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None

@@ -33,6 +33,7 @@ from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 from yarl import URL
 
+from ._bounded import read_bounded
 from ._config import RetryPolicy
 from ._decode import parse_retry_after
 from ._errors import (
@@ -313,8 +314,10 @@ class Transport:
         rate_limit: float | None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None,
         ssl: ssl_module.SSLContext | bool,
+        max_response_bytes: int,
     ) -> None:
         self._base = str(base_url).rstrip("/")
+        self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._policy = retry
         self._session = session
@@ -525,7 +528,12 @@ class Transport:
                         raise_for_status=False,
                         timeout=timeout,
                     ) as response:
-                        body = await response.read()
+                        body = await read_bounded(
+                            response,
+                            self._max_response_bytes,
+                            method=state.method,
+                            path=state.path,
+                        )
                         status = response.status
                         headers = response.headers
                 except BaseException as exc:
