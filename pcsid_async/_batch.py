@@ -609,6 +609,7 @@ class PcsidClient(PollingClient):
     async def _renew_many(
         self, batch: _Batch, workers: int
     ) -> AsyncGenerator[RenewalOutcome, None]:
+        self._transport.check_loop()  # once for the batch, not as an outcome per device
         # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
         queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import ipaddress
 import logging
@@ -24,7 +25,7 @@ import random
 import ssl as ssl_module
 import sys
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import aiohttp
@@ -41,6 +42,7 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
+    EventLoopMismatchError,
     InternalServerError,
     PcsidError,
     RateLimitError,
@@ -331,6 +333,7 @@ class Transport:
         self._gate = _Gate(max_connections)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: _Deadlines | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._pacer = _Pacer(rate_limit)
         self._closed = False
         # Configured here, per client, not by import-time decorators. Two retriers, because
@@ -350,10 +353,21 @@ class Transport:
         """The client-wide pacer (the batch engine reads its pause)."""
         return self._pacer
 
+    def check_loop(self) -> None:
+        """Refuse a use from another event loop than the one this client is bound to.
+
+        Raises:
+            EventLoopMismatchError: the client was first used in another loop.
+        """
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            raise _other_loop(loop, "used")
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
-        if self._loop is None:
+        self.check_loop()
+        if self._loop is None:  # bound to the first loop that uses it
             self._loop = asyncio.get_running_loop()
             self._deadlines = _Deadlines(self._loop)
         if self._session is None:
@@ -365,6 +379,7 @@ class Transport:
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
             )
+            self._closer = _close_with_loop(self._session)
         return self._session
 
     async def open(self) -> None:
@@ -372,9 +387,23 @@ class Transport:
         self._get_session()
 
     async def close(self) -> None:
-        """Close the owned session; a borrowed one is left to its owner. Idempotent."""
+        """Close the owned session; a borrowed one is left to its owner. Idempotent.
+
+        From another loop than the client's: refused while that loop lives (its connections
+        are its own); once it has closed, the client is marked closed and nothing is awaited
+        (``asyncio.run`` and other runners closed the session as the loop shut down).
+        """
+        loop = self._loop
+        dead = loop is not None and loop.is_closed()
+        if loop is not None and not dead and loop is not asyncio.get_running_loop():
+            raise _other_loop(loop, "closed")
         self._closed = True
         session, self._session = self._session, None
+        closer, self._closer = self._closer, None
+        if dead:
+            return
+        if closer is not None:
+            await closer.aclose()
         if session is not None and self._owns_session:
             await session.close()
 
@@ -473,6 +502,8 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise _other_loop(self._loop, "used")
         state = _CallState(method, path, headers, body, decode, safe)
         state.stats = stats
         if timeout is not None:
@@ -636,6 +667,43 @@ class Transport:
             path=state.path,
             may_have_reached_server=reached,
         )
+
+
+def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Close ``session`` when the loop it was made in shuts down, if nobody closed it first.
+
+    An async generator the running loop knows of (its first step registers it): the loop's
+    ``shutdown_asyncgens()``, which ``asyncio.run`` and ``asyncio.Runner`` (so pytest-asyncio
+    and anyio, as under Starlette's TestClient) call before closing, closes it, and its
+    ``finally`` closes the session in its own loop. So a client left open when its loop ends
+    leaves no unclosed session or socket behind. ``close()`` closes it first.
+    """
+
+    async def closer() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await session.close()
+
+    generator = closer()
+    with contextlib.suppress(StopIteration):  # it stopped at its ``yield``: armed
+        generator.asend(None).send(None)
+    return generator
+
+
+def _other_loop(bound: asyncio.AbstractEventLoop, doing: str) -> EventLoopMismatchError:
+    if bound.is_closed():
+        where = "a loop that has closed since (an earlier asyncio.run(), test or test client)"
+    elif bound.is_running():
+        where = "a loop running in another thread"
+    else:
+        where = "another loop, not running now"
+    return EventLoopMismatchError(
+        f"this PcsidClient was {doing} from an event loop it does not belong to: it was first "
+        f"used in {where}. A client, like an aiohttp session, works in one event loop only: "
+        "create one client per loop, inside it (e.g. in your app's lifespan or startup "
+        "handler, not at import time), and close it there"
+    )
 
 
 def _describe(exc: BaseException) -> str:
