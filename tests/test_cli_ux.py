@@ -15,6 +15,8 @@ from test_breaker import closed_port
 from pcsid_async import PcsidClient
 from pcsid_async.cli import main
 from pcsid_async.cli.batch import ASSUMED_ACTIVITY_WAIT, estimate_seconds
+from pcsid_async.cli.fake_server import _print_credentials
+from pcsid_async.testing import FakeClearTax
 
 
 @pytest.fixture
@@ -79,3 +81,27 @@ class TestEstimate:
         # Renewals only: 2 s, well inside the OTPs' time, so no warning at all.
         assert main([*args, "--no-wait-activities", "--yes"]) == 1
         assert "may not finish" not in capsys.readouterr().err
+
+
+class TestFakeServerSandbox:
+    async def test_sandbox_credentials_print_the_quickstart_export_line(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        async with FakeClearTax(sandbox_otp=True) as fake:
+            fake.add_quickstart_devices()
+            _print_credentials(fake, None)
+        out = capsys.readouterr().out
+        assert "sandbox OTP 123345: accepted once per device" in out
+        assert "renew eb645fd8-ee2e-4bdd-82b6-b69c91c9178d" in out
+        assert (
+            f"  export CLEARTAX_AUTH_TOKEN={fake.token} CLEARTAX_VAT={fake.vat} "
+            f"CLEARTAX_BASE_URL={fake.url}\n"
+        ) in out
+
+    async def test_without_sandbox_there_is_no_quickstart_line(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        async with FakeClearTax() as fake:
+            fake.add_device()
+            _print_credentials(fake, None)
+        assert "CLEARTAX_BASE_URL" not in capsys.readouterr().out
