@@ -45,7 +45,7 @@ from typing import Final, TypeVar
 
 import attrs
 
-from ._breaker import UNREACHABLE_AFTER, UnreachableBreaker
+from ._breaker import UNREACHABLE_AFTER, UnreachableBreaker, check_threshold
 from ._client import check_positive, check_token_like
 from ._decode import scrub
 from ._errors import (
@@ -587,10 +587,8 @@ class PcsidClient(PollingClient):
 
         The client's ``rate_limit`` and ``max_connections`` bound the batch, and a 429/503
         ``Retry-After`` pauses all of it. A 401 skips every later device; a 403 every later
-        device of that VAT. After ``unreachable_after`` devices in a row whose renewal
-        provably never reached the server (a connection could not be made, after the
-        retries), the API is taken as unreachable: every later device is SKIPPED, not sent
-        (devices in flight finish as they would). A repeated ``device_id`` is sent once.
+        device of that VAT, and ``unreachable_after`` in a row that could not connect every
+        later device (see ``_breaker``). A repeated ``device_id`` is sent once.
 
         Args:
             requests: :class:`RenewalRequest` objects or ``(device_id, otp)`` tuples, from an
@@ -623,14 +621,7 @@ class PcsidClient(PollingClient):
         check_positive(activity_max_interval, "activity_max_interval", allow_none=False)
         if activity_max_interval < activity_interval:
             raise InvalidArgumentError("activity_max_interval must be >= activity_interval")
-        if unreachable_after is not None and (
-            isinstance(unreachable_after, bool)
-            or not isinstance(unreachable_after, int)
-            or unreachable_after < 1
-        ):
-            raise InvalidArgumentError(
-                f"unreachable_after must be an integer >= 1 or None, got {unreachable_after!r}"
-            )
+        check_threshold(unreachable_after)
         if isinstance(requests, (str, bytes)) or not isinstance(
             requests, (Iterable, AsyncIterable)
         ):

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from ._errors import APIConnectionError
+from ._errors import APIConnectionError, InvalidArgumentError
 
-__all__ = ["UNREACHABLE_AFTER", "UnreachableBreaker"]
+__all__ = ["UNREACHABLE_AFTER", "UnreachableBreaker", "check_threshold"]
 
 # Five devices in a row, each after the transport's retries (4 attempts by default over a
 # few seconds), is 20 refused connections without one answer between them: not a blip.
 UNREACHABLE_AFTER: Final = 5
+
+
+def check_threshold(value: object) -> None:
+    """Refuse an ``unreachable_after`` that is not an integer >= 1 or ``None``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidArgumentError(
+            f"unreachable_after must be an integer >= 1 or None, got {value!r}"
+        )
 
 
 class UnreachableBreaker:

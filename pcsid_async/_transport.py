@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import ipaddress
 import logging
@@ -42,11 +41,11 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
-    EventLoopMismatchError,
     InternalServerError,
     PcsidError,
     RateLimitError,
 )
+from ._loops import close_with_loop, other_loop
 
 __all__ = ["CallStats", "Decoder", "Transport"]
 
@@ -361,7 +360,7 @@ class Transport:
         """
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
-            raise _other_loop(loop, "used")
+            raise other_loop(loop, "used")
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -379,7 +378,7 @@ class Transport:
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
             )
-            self._closer = _close_with_loop(self._session)
+            self._closer = close_with_loop(self._session)
         return self._session
 
     async def open(self) -> None:
@@ -396,7 +395,7 @@ class Transport:
         loop = self._loop
         dead = loop is not None and loop.is_closed()
         if loop is not None and not dead and loop is not asyncio.get_running_loop():
-            raise _other_loop(loop, "closed")
+            raise other_loop(loop, "closed")
         self._closed = True
         session, self._session = self._session, None
         closer, self._closer = self._closer, None
@@ -503,7 +502,7 @@ class Transport:
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            raise _other_loop(self._loop, "used")
+            raise other_loop(self._loop, "used")
         state = _CallState(method, path, headers, body, decode, safe)
         state.stats = stats
         if timeout is not None:
@@ -667,43 +666,6 @@ class Transport:
             path=state.path,
             may_have_reached_server=reached,
         )
-
-
-def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Close ``session`` when the loop it was made in shuts down, if nobody closed it first.
-
-    An async generator the running loop knows of (its first step registers it): the loop's
-    ``shutdown_asyncgens()``, which ``asyncio.run`` and ``asyncio.Runner`` (so pytest-asyncio
-    and anyio, as under Starlette's TestClient) call before closing, closes it, and its
-    ``finally`` closes the session in its own loop. So a client left open when its loop ends
-    leaves no unclosed session or socket behind. ``close()`` closes it first.
-    """
-
-    async def closer() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await session.close()
-
-    generator = closer()
-    with contextlib.suppress(StopIteration):  # it stopped at its ``yield``: armed
-        generator.asend(None).send(None)
-    return generator
-
-
-def _other_loop(bound: asyncio.AbstractEventLoop, doing: str) -> EventLoopMismatchError:
-    if bound.is_closed():
-        where = "a loop that has closed since (an earlier asyncio.run(), test or test client)"
-    elif bound.is_running():
-        where = "a loop running in another thread"
-    else:
-        where = "another loop, not running now"
-    return EventLoopMismatchError(
-        f"this PcsidClient was {doing} from an event loop it does not belong to: it was first "
-        f"used in {where}. A client, like an aiohttp session, works in one event loop only: "
-        "create one client per loop, inside it (e.g. in your app's lifespan or startup "
-        "handler, not at import time), and close it there"
-    )
 
 
 def _describe(exc: BaseException) -> str:
