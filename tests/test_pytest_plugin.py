@@ -112,7 +112,7 @@ def configure(pytester: pytest.Pytester, mode: str) -> None:
         textwrap.dedent(
             f"""
             [pytest]
-            addopts = --strict-markers -p no:cacheprovider
+            addopts = --strict-markers -p no:cacheprovider -p pcsid_async.testing.pytest_plugin
             asyncio_mode = {mode}
             asyncio_default_fixture_loop_scope = function
             filterwarnings = error
