@@ -133,14 +133,14 @@ class TestModes:
         pytester.makepyfile(
             test_readme=README_EXAMPLE if mode == "auto" else strict(README_EXAMPLE)
         )
-        result = pytester.runpytest("-W", "error")
+        result = pytester.runpytest_subprocess("-W", "error")
         result.assert_outcomes(passed=2)
 
     def test_fixture_behaviour(self, pytester: pytest.Pytester, mode: str) -> None:
         configure(pytester, mode)
         source = FIXTURE_BEHAVIOUR if mode == "auto" else strict(FIXTURE_BEHAVIOUR)
         pytester.makepyfile(test_fixtures=source)
-        result = pytester.runpytest(
+        result = pytester.runpytest_subprocess(
             "-W", "error", "-W", "error::ResourceWarning", "-p", "no:randomly"
         )
         result.assert_outcomes(passed=7)
@@ -159,7 +159,7 @@ class TestStrictMode:
                 raise AssertionError("must not run")
             """
         )
-        result = pytester.runpytest()
+        result = pytester.runpytest_subprocess()
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
         assert "must not run" not in result.stdout.str()
@@ -168,7 +168,7 @@ class TestStrictMode:
 class TestMarkers:
     def test_the_markers_are_registered(self, pytester: pytest.Pytester) -> None:
         configure(pytester, "auto")
-        result = pytester.runpytest("--markers")
+        result = pytester.runpytest_subprocess("--markers")
         result.stdout.fnmatch_lines(
             ["*fake_cleartax(devices=0, **options)*", "*pcsid_client(**options)*"]
         )
@@ -184,7 +184,7 @@ class TestMarkers:
                 pass
             """
         )
-        result = pytester.runpytest()
+        result = pytester.runpytest_subprocess()
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*keyword arguments only*"])
 
@@ -199,6 +199,6 @@ class TestMarkers:
                 pass
             """
         )
-        result = pytester.runpytest()
+        result = pytester.runpytest_subprocess()
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*no_such_option*"])
