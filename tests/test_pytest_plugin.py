@@ -1,8 +1,7 @@
 """The pytest plugin: fixtures and markers, in pytest-asyncio's auto and strict modes (pytester).
 
-The repository's own run disables the plugin (``-p no:pcsid_async``, so coverage sees the
-package imported); each inner run here loads it the way a user's run does, through the
-installed package's ``pytest11`` entry point.
+Each inner run loads the plugin the way a user's run does: through the installed package's
+``pytest11`` entry point, with nothing in its ini or conftest.
 """
 
 from __future__ import annotations
@@ -112,7 +111,7 @@ def configure(pytester: pytest.Pytester, mode: str) -> None:
         textwrap.dedent(
             f"""
             [pytest]
-            addopts = --strict-markers -p no:cacheprovider -p pcsid_async.testing.pytest_plugin
+            addopts = --strict-markers -p no:cacheprovider
             asyncio_mode = {mode}
             asyncio_default_fixture_loop_scope = function
             filterwarnings = error
