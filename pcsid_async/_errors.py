@@ -10,7 +10,8 @@ The tree::
     │   │                         .may_have_reached_server
     │   └── APITimeoutError       no answer in time
     ├── APIStatusError            an HTTP answer with an error status: .status_code, .errors,
-    │   │                         .body_excerpt (<= 500 chars), .request_id, .retry_after
+    │   │                         .body_excerpt (<= 500 chars), .request_id, .retry_after,
+    │   │                         .hint (what to do, from the error codes)
     │   ├── BadRequestError       400
     │   ├── AuthenticationError   401
     │   ├── PermissionDeniedError 403
@@ -36,6 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from ._hints import hint_for
 
 if TYPE_CHECKING:
     from ._models import ActivityStatus, ErrorDetail
@@ -151,6 +154,11 @@ class APIStatusError(PcsidError):
     def error_codes(self) -> tuple[str, ...]:
         """The ``ErrorCode`` of each error detail, in order."""
         return tuple(e.code for e in self.errors)
+
+    @property
+    def hint(self) -> str | None:
+        """What to do about this answer, from its error codes (or status), or ``None``."""
+        return hint_for(self.error_codes, status_code=self.status_code)
 
 
 class BadRequestError(APIStatusError):
