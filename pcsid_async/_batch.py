@@ -16,7 +16,8 @@ How a batch runs:
   a POST is the transport's decision too (a 429, or provably never sent); the batch never
   sends a device twice.
 * Circuit breakers: a 401 stops every later device (SKIPPED), a 403 every later device of
-  that VAT.
+  that VAT, and ``unreachable_after`` devices in a row that provably never reached the
+  server every later device (``_breaker``).
 
 The outcome of each device (``OutcomeState``):
 
@@ -29,7 +30,7 @@ UNKNOWN      the request may have been processed but we do not know the result: 
              oversized answer, or the renewal went through but its activity could not be
              followed to the end. The OTP may be spent: check first.
 SKIPPED      never sent: duplicate device id, OTP expired before its turn, token refused (401) or
-             VAT refused (403) earlier in the batch, client closed
+             VAT refused (403) earlier in the batch, the API unreachable, client closed
 ===========  ====================================================================================
 """
 
@@ -44,6 +45,7 @@ from typing import Final, TypeVar
 
 import attrs
 
+from ._breaker import UNREACHABLE_AFTER, UnreachableBreaker, check_threshold
 from ._client import check_positive, check_token_like
 from ._decode import scrub
 from ._errors import (
@@ -225,6 +227,7 @@ class _Batch:
         activity_timeout: float | None,
         activity_interval: float,
         activity_max_interval: float,
+        unreachable_after: int | None = UNREACHABLE_AFTER,
     ) -> None:
         self._client = client
         self._requests = requests
@@ -241,6 +244,7 @@ class _Batch:
         self._max_interval = activity_max_interval
         self._auth_refused: tuple[str, AuthenticationError] | None = None
         self._vat_refused: dict[str, tuple[str, PermissionDeniedError]] = {}
+        self._unreachable = UnreachableBreaker(unreachable_after)
 
     # --- the source --------------------------------------------------------------------------
 
@@ -371,6 +375,13 @@ class _Batch:
                     f"earlier in this batch ({denied})",
                 ),
             )
+        if self._unreachable.opened is not None:
+            return (
+                skipped,
+                None,
+                None,
+                _restated(self._unreachable.opened, self._unreachable.reason()),
+            )
         if expires is not None and expires <= dt.datetime.now(dt.timezone.utc):
             return (
                 skipped,
@@ -383,7 +394,7 @@ class _Batch:
             )
 
         try:
-            result = await client.renew(device_id, otp, vat=vat, _stats=stats)
+            result = await self._send(device_id, otp, vat, stats)
         except ClientClosedError as exc:
             return skipped, None, None, exc
         except (AuthenticationError, PermissionDeniedError) as exc:
@@ -427,6 +438,25 @@ class _Batch:
         if result.activity_id is None or not self._await:
             return OutcomeState.RENEWED, result, None, None
         return await self._follow(device_id, vat, effective_vat, result, result.activity_id)
+
+    async def _send(
+        self, device_id: str, otp: str, vat: str | None, stats: CallStats
+    ) -> RenewalResult:
+        """The renewal POST, telling the unreachable breaker whether the server was reached."""
+        breaker = self._unreachable
+        try:
+            result = await self._client.renew(device_id, otp, vat=vat, _stats=stats)
+        except APIConnectionError as exc:
+            if exc.may_have_reached_server:
+                breaker.reached()
+            else:
+                breaker.failed(device_id, exc)
+            raise
+        except (APIStatusError, ResponseDecodeError):
+            breaker.reached()
+            raise
+        breaker.reached()
+        return result
 
     async def _follow(
         self,
@@ -541,6 +571,7 @@ class PcsidClient(PollingClient):
         activity_timeout: float | None = 900.0,
         activity_interval: float = 2.0,
         activity_max_interval: float = 20.0,
+        unreachable_after: int | None = UNREACHABLE_AFTER,
     ) -> AsyncGenerator[RenewalOutcome, None]:
         """Renew many devices concurrently, yielding one outcome per request as each finishes.
 
@@ -556,7 +587,8 @@ class PcsidClient(PollingClient):
 
         The client's ``rate_limit`` and ``max_connections`` bound the batch, and a 429/503
         ``Retry-After`` pauses all of it. A 401 skips every later device; a 403 every later
-        device of that VAT. A repeated ``device_id`` is sent once.
+        device of that VAT, and ``unreachable_after`` in a row that could not connect every
+        later device (see ``_breaker``). A repeated ``device_id`` is sent once.
 
         Args:
             requests: :class:`RenewalRequest` objects or ``(device_id, otp)`` tuples, from an
@@ -568,6 +600,8 @@ class PcsidClient(PollingClient):
             activity_timeout: seconds to wait for each activity; ``None`` for no deadline.
             activity_interval: the first delay between polls of an activity.
             activity_max_interval: the cap that delay grows to.
+            unreachable_after: that many devices in a row that could not connect stop the
+                batch's sending (default 5); ``None`` never stops it.
 
         Returns:
             An async generator of :class:`RenewalOutcome`, in completion order.
@@ -587,6 +621,7 @@ class PcsidClient(PollingClient):
         check_positive(activity_max_interval, "activity_max_interval", allow_none=False)
         if activity_max_interval < activity_interval:
             raise InvalidArgumentError("activity_max_interval must be >= activity_interval")
+        check_threshold(unreachable_after)
         if isinstance(requests, (str, bytes)) or not isinstance(
             requests, (Iterable, AsyncIterable)
         ):
@@ -603,12 +638,14 @@ class PcsidClient(PollingClient):
             activity_timeout=activity_timeout,
             activity_interval=activity_interval,
             activity_max_interval=activity_max_interval,
+            unreachable_after=unreachable_after,
         )
         return self._renew_many(batch, min(concurrency, self.max_connections))
 
     async def _renew_many(
         self, batch: _Batch, workers: int
     ) -> AsyncGenerator[RenewalOutcome, None]:
+        self._transport.check_loop()  # once for the batch, not as an outcome per device
         # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
         queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ The tree::
     PcsidError
     ├── InvalidArgumentError      also a ValueError: a bad argument, refused before any request
     ├── ClientClosedError         also a RuntimeError: the client was closed
+    ├── EventLoopMismatchError    also a RuntimeError: used from an event loop it does not belong to
     ├── APIConnectionError        no HTTP answer (DNS, refused, reset, TLS):
     │   │                         .may_have_reached_server
     │   └── APITimeoutError       no answer in time
@@ -51,6 +52,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "EventLoopMismatchError",
     "InternalServerError",
     "InterruptedRenewalError",
     "InvalidArgumentError",
@@ -78,6 +80,14 @@ class InvalidArgumentError(PcsidError, ValueError):
 
 class ClientClosedError(PcsidError, RuntimeError):
     """Raised when a closed :class:`~pcsid_async.PcsidClient` is asked to do work."""
+
+
+class EventLoopMismatchError(PcsidError, RuntimeError):
+    """Raised when a client is used (or closed) from an event loop it does not belong to.
+
+    A client binds to the first running loop that uses it, like an ``aiohttp.ClientSession``
+    (or an ``httpx.AsyncClient``): its connections belong to that loop. Nothing is sent.
+    """
 
 
 class APIConnectionError(PcsidError):

@@ -19,7 +19,7 @@ import contextvars
 import logging
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -35,6 +35,7 @@ from ._deadlines import Deadline as _Deadline
 from ._deadlines import Deadlines as _Deadlines
 from ._decode import parse_retry_after
 from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
+from ._loops import close_with_loop, other_loop
 from ._pacing import Gate as _Gate
 from ._pacing import Pacer as _Pacer
 from ._retrying import CALL_STARTED as _CALL_STARTED
@@ -119,6 +120,7 @@ class Transport:
         self._gate = _Gate(max_connections)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: _Deadlines | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._pacer = _Pacer(rate_limit)
         self._closed = False
         # Configured here, per client, not by import-time decorators. Two retriers, because
@@ -139,10 +141,21 @@ class Transport:
         """The client-wide pacer (the batch engine reads its pause)."""
         return self._pacer
 
+    def check_loop(self) -> None:
+        """Refuse a use from another event loop than the one this client is bound to.
+
+        Raises:
+            EventLoopMismatchError: the client was first used in another loop.
+        """
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            raise other_loop(loop, "used")
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
-        if self._loop is None:
+        self.check_loop()
+        if self._loop is None:  # bound to the first loop that uses it
             self._loop = asyncio.get_running_loop()
             self._deadlines = _Deadlines(self._loop)
         if self._session is None:
@@ -154,6 +167,7 @@ class Transport:
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
             )
+            self._closer = close_with_loop(self._session)
         return self._session
 
     async def open(self) -> None:
@@ -161,9 +175,23 @@ class Transport:
         self._get_session()
 
     async def close(self) -> None:
-        """Close the owned session; a borrowed one is left to its owner. Idempotent."""
+        """Close the owned session; a borrowed one is left to its owner. Idempotent.
+
+        From another loop than the client's: refused while that loop lives (its connections
+        are its own); once it has closed, the client is marked closed and nothing is awaited
+        (``asyncio.run`` and other runners closed the session as the loop shut down).
+        """
+        loop = self._loop
+        dead = loop is not None and loop.is_closed()
+        if loop is not None and not dead and loop is not asyncio.get_running_loop():
+            raise other_loop(loop, "closed")
         self._closed = True
         session, self._session = self._session, None
+        closer, self._closer = self._closer, None
+        if dead:
+            return
+        if closer is not None:
+            await closer.aclose()
         if session is not None and self._owns_session:
             await session.close()
 
@@ -201,6 +229,8 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise other_loop(self._loop, "used")
         state = _CallState(method, path, headers, body, decode, safe)
         state.stats = stats
         if timeout is not None:

@@ -236,7 +236,8 @@ class TestRenewCommand:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         ids = add_devices(server, 40)
-        # Forty devices one at a time at an assumed 1 s each: 40 s, past the OTPs' 20 s left.
+        # Forty devices one at a time at an assumed 1 s each plus 10 s for the awaited
+        # activity: 7:20, past the OTPs' 20 s left.
         expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)).isoformat()
         out = tmp_path / "results.jsonl"
         args = [
@@ -256,7 +257,8 @@ class TestRenewCommand:
         monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "--rate 1000/s and --concurrency 1 take about 0:40 (estimate" in err
+        assert "--rate 1000/s and --concurrency 1 take about 7:20 (estimate" in err
+        assert "assuming 1 s per renewal plus 10 s awaiting its activity" in err
         assert "Start anyway? [y/N]" in err
         assert server.fake.count() == 0
 

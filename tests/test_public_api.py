@@ -48,6 +48,7 @@ EXPECTED_NAMES = {
     "ComplianceCheck",
     "CsidGenerationResult",
     "ErrorDetail",
+    "EventLoopMismatchError",
     "GenerationStatus",
     "InternalServerError",
     "InvalidArgumentError",

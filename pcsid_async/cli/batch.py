@@ -10,16 +10,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 import attrs
 
 from pcsid_async import (
+    APIConnectionError,
     OutcomeState,
     PcsidClient,
+    RenewalOutcome,
     RenewalRequest,
 )
 from pcsid_async._batch import _cancel_and_wait
+from pcsid_async._decode import scrub
 
 if TYPE_CHECKING:
     pass
@@ -64,6 +67,7 @@ async def run_batch(
         RenewalRequest(r.device_id, r.otp, vat=r.vat, otp_expires_at=r.otp_expires_at) for r in rows
     )
     tasks = [asyncio.get_running_loop().create_task(progress.run())]
+    unreachable_said = False
     try:
         async with client:
             outcomes = client.renew_many(
@@ -83,6 +87,8 @@ async def run_batch(
                     )
                     tally.add(outcome, record)
                     warn_if_late(tally, rows, options.concurrency)
+                    if not unreachable_said:
+                        unreachable_said = say_if_unreachable(outcome, client.base_url, secrets)
                     if out is not None:
                         # A short synchronous write per device: flushed so that a crash
                         # keeps every finished device on disk.
@@ -120,21 +126,60 @@ def warn_if_late(tally: Tally, rows: Sequence[DeviceRow], concurrency: int) -> N
     )
 
 
-def estimate_seconds(devices: int, *, rate: float | None, concurrency: int) -> float:
-    """How long ``devices`` renewals take: ``max(N / rate, N * latency / concurrency)``."""
+# The up-front estimate's time a renewal holds its slot while its activity is awaited, when
+# nothing was measured yet. ZATCA's six compliance checks take seconds to minutes; the poller
+# looks at 0, 2, 5 and 9.75 s, so even a quick activity holds the slot about this long.
+ASSUMED_ACTIVITY_WAIT: Final = 10.0
+
+
+def say_if_unreachable(outcome: RenewalOutcome, base_url: str, secrets: Sequence[str]) -> bool:
+    """One stderr line when the batch's unreachable breaker skipped its first device.
+
+    Only that breaker skips a device with an ``APIConnectionError``; returns whether it said so.
+    """
+    error = outcome.error
+    if outcome.state is not OutcomeState.SKIPPED or not isinstance(error, APIConnectionError):
+        return False
+    cause = scrub(str(error.__cause__ or error), tuple(secrets))
+    print(
+        f"pcsid-async: stopped sending: the API at {base_url} is unreachable ({cause}); the "
+        "remaining devices are SKIPPED, not sent, their OTPs unspent. Check --base-url and "
+        "the network, then run again (renew --resume sends only the devices not yet renewed)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
+def estimate_seconds(
+    devices: int, *, rate: float | None, concurrency: int, await_activities: bool = False
+) -> float:
+    """How long ``devices`` renewals take: ``max(N / rate, N * per_device / concurrency)``.
+
+    ``per_device`` is :data:`ASSUMED_LATENCY`, plus :data:`ASSUMED_ACTIVITY_WAIT` when the
+    activities are awaited (a device holds its slot until its activity ends).
+    """
     by_rate = devices / rate if rate else 0.0
-    return max(by_rate, devices * ASSUMED_LATENCY / concurrency)
+    per_device = ASSUMED_LATENCY + (ASSUMED_ACTIVITY_WAIT if await_activities else 0.0)
+    return max(by_rate, devices * per_device / concurrency)
 
 
 def _check_deadline(
-    rows: Sequence[DeviceRow], *, rate: float | None, concurrency: int, yes: bool
+    rows: Sequence[DeviceRow],
+    *,
+    rate: float | None,
+    concurrency: int,
+    yes: bool,
+    await_activities: bool = True,
 ) -> None:
     expiries = [r.otp_expires_at for r in rows if r.otp_expires_at is not None]
     if not expiries:
         return
     now = dt.datetime.now(dt.timezone.utc)
     earliest = min(expiries)
-    estimate = estimate_seconds(len(rows), rate=rate, concurrency=concurrency)
+    estimate = estimate_seconds(
+        len(rows), rate=rate, concurrency=concurrency, await_activities=await_activities
+    )
     if now + dt.timedelta(seconds=estimate) <= earliest:
         return
     at_rate = f"--rate {rate:g}/s and " if rate else ""
@@ -144,12 +189,18 @@ def _check_deadline(
         if left < 0
         else f"expires in {format_duration(left)}"
     )
+    assumed = f"{ASSUMED_LATENCY:g} s per renewal" + (
+        f" plus {ASSUMED_ACTIVITY_WAIT:g} s awaiting its activity (--no-wait-activities: "
+        "renewals only)"
+        if await_activities
+        else ""
+    )
     _confirm(
         f"the batch may not finish before the OTPs expire: {len(rows)} devices at "
         f"{at_rate}--concurrency {concurrency} take about {format_duration(estimate)} "
-        f"(estimate, assuming {ASSUMED_LATENCY:g} s per renewal, the activity wait not "
-        "included; the run warns if its measured pace is slower), and the earliest OTP "
-        f"{when} ({earliest.isoformat()}). Devices whose OTP has expired are SKIPPED, not sent.",
+        f"(estimate, assuming {assumed}; the run warns if its measured pace is slower), and "
+        f"the earliest OTP {when} ({earliest.isoformat()}). Devices whose OTP has expired are "
+        "SKIPPED, not sent.",
         yes=yes,
     )
 

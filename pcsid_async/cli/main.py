@@ -205,6 +205,12 @@ def _add_demo_and_fake(commands: Any) -> None:
         metavar="PATH",
         help="write the devices as a CSV (default: fake-devices.csv beyond 10 devices)",
     )
+    fake.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="also accept the sandbox sample OTP 123345 (once per device) and serve the "
+        "README quickstart's devices; prints a ready export line for it",
+    )
     fake.set_defaults(handler=_cmd_fake_server)
 
 

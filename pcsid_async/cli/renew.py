@@ -66,7 +66,13 @@ def _cmd_renew(args: argparse.Namespace) -> int:
     if not pending:
         print(f"Nothing to do: all {len(rows)} devices already have an ok line in {out_path}")
         return EXIT_OK
-    _check_deadline(pending, rate=args.rate, concurrency=args.concurrency, yes=args.yes)
+    _check_deadline(
+        pending,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        yes=args.yes,
+        await_activities=not args.no_wait_activities,
+    )
     options = BatchOptions(
         concurrency=args.concurrency,
         await_activities=not args.no_wait_activities,
