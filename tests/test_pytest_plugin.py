@@ -6,36 +6,27 @@ Each inner run loads the plugin the way a user's run does: through the installed
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
 
-# A user's test file, as the README shows it; runs in auto mode unchanged and in strict mode
-# with the asyncio marker added.
-README_EXAMPLE = """
-import pytest
-from pcsid_async import ActivityState, BadRequestError
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.mark.fake_cleartax(devices=2, activity_polls=1, renew_starts_activity=True)
-async def test_renews_each_device_once(pcsid_client, fake_cleartax, fake_cleartax_devices):
-    for device in fake_cleartax_devices:
-        result = await pcsid_client.renew(device, fake_cleartax.issue_otp())
-        status = await pcsid_client.await_activity(result.activity_id, interval=0.001)
-        assert status.state is ActivityState.SUCCEEDED
-    assert all(len(fake_cleartax.ledger[d]) == 1 for d in fake_cleartax_devices)
+def _readme_example() -> str:
+    section = README.read_text(encoding="utf-8").split("### The pytest plugin", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README's plugin section has no python block"
+    return match.group(1)
 
 
-async def test_a_spent_otp_is_refused(pcsid_client, fake_cleartax):
-    device = fake_cleartax.add_device()
-    otp = fake_cleartax.issue_otp()
-    await pcsid_client.renew(device, otp)
-    with pytest.raises(BadRequestError) as caught:
-        await pcsid_client.renew(device, otp)
-    assert caught.value.error_codes == ("Invalid-OTP",)
-"""
+# A user's test file, exactly as the README shows it: runs in auto mode unchanged, and in
+# strict mode with the asyncio marker added.
+README_EXAMPLE = _readme_example()
 
 FIXTURE_BEHAVIOUR = """
 import gc
