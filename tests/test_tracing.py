@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +70,62 @@ async def test_one_client_span_per_request_and_no_secret(
         assert fake.token not in text
         assert otp not in text
         assert "x-cleartax-auth-token" not in text.lower()
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_tracing_setup() -> str:
+    section = README.read_text(encoding="utf-8").split("## Tracing and error hints", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README's tracing section has no python block"
+    return match.group(1)
+
+
+async def test_the_readme_setup_prints_a_span_per_request_without_secrets(
+    fake: FakeClearTax, tmp_path: Path
+) -> None:
+    device, otp = fake.add_device(), fake.issue_otp()
+    script = tmp_path / "traced.py"
+    script.write_text(
+        _readme_tracing_setup()
+        + textwrap.dedent(
+            f"""
+            import asyncio, os
+            from pcsid_async import PcsidClient
+
+            async def main():
+                token, vat = os.environ["CLEARTAX_AUTH_TOKEN"], os.environ["CLEARTAX_VAT"]
+                async with PcsidClient(token, vat, base_url={fake.url!r}) as client:
+                    await client.renew({device!r}, os.environ["OTP"])
+
+            asyncio.run(main())
+            provider.shutdown()
+            """
+        )
+    )
+    env = dict(os.environ, CLEARTAX_AUTH_TOKEN=fake.token, CLEARTAX_VAT=fake.vat, OTP=otp)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    spans = [json.loads(chunk) for chunk in _json_objects(out.decode())]
+    assert [s["kind"] for s in spans] == ["SpanKind.CLIENT"]
+    assert "renew-pcsid" in json.dumps(spans[0]["attributes"])
+    for secret in (fake.token, otp):
+        assert secret not in out.decode() + err.decode()
+
+
+def _json_objects(text: str) -> list[str]:
+    """The top-level JSON objects ConsoleSpanExporter printed one after another."""
+    decoder, found, index = json.JSONDecoder(), [], 0
+    while (start := text.find("{", index)) != -1:
+        _, end = decoder.raw_decode(text, start)
+        found.append(text[start:end])
+        index = end
+    return found
