@@ -43,6 +43,7 @@ from typing import Final, TypeVar
 
 import attrs
 
+from . import _batch_journal
 from ._client import check_positive, check_token_like
 from ._decode import scrub
 from ._errors import (
@@ -59,6 +60,7 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
 )
+from ._journal import RenewalJournal
 from ._models import ActivityStatus, RenewalResult
 from ._polling import PollingClient
 from ._transport import CallStats
@@ -219,8 +221,12 @@ class _Batch:
         activity_timeout: float | None,
         activity_interval: float,
         activity_max_interval: float,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> None:
         self._client = client
+        self.journal = journal
+        self._retry_unknown = retry_unknown
         self._requests = requests
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
@@ -295,6 +301,13 @@ class _Batch:
         result: RenewalResult | None = None
         activity: ActivityStatus | None = None
         error: PcsidError | None
+        journal = self.journal
+        if journal is not None and (duplicate or not isinstance(request.device_id, str)):
+            journal = None  # a repeat is SKIPPED unrecorded (the first occurrence's row stands)
+        if journal is not None:
+            decision = journal.decide(request, retry_unknown=self._retry_unknown)
+            if not decision.send:
+                return _batch_journal.recorded_outcome(request, decision, OutcomeState)
         try:
             state, result, activity, error = await self._renew_one(request, duplicate, stats)
         except Exception as exc:  # a bug or an exotic failure: still one outcome, no escape
@@ -305,7 +318,7 @@ class _Batch:
                 f"{request.device_id!r}: {text}" + (f"; {_CHECK_HINT}" if stats.attempts else "")
             )
             error.__cause__ = exc
-        return RenewalOutcome(
+        outcome = RenewalOutcome(
             request=request,
             state=state,
             result=result,
@@ -314,6 +327,9 @@ class _Batch:
             attempts=stats.attempts,
             elapsed=time.monotonic() - started,
         )
+        if journal is not None:
+            await _batch_journal.record(journal, outcome, self._client._token)
+        return outcome
 
     async def _renew_one(
         self, request: RenewalRequest, duplicate: bool, stats: CallStats
@@ -376,6 +392,8 @@ class _Batch:
                 ),
             )
 
+        if self.journal is not None:  # durable before the POST can leave
+            await _batch_journal.mark_sending(self.journal, request, effective_vat)
         try:
             result = await client.renew(device_id, otp, vat=vat, _stats=stats)
         except ClientClosedError as exc:
@@ -535,6 +553,8 @@ class PcsidClient(PollingClient):
         activity_timeout: float | None = 900.0,
         activity_interval: float = 2.0,
         activity_max_interval: float = 20.0,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> AsyncGenerator[RenewalOutcome, None]:
         """Renew many devices concurrently, yielding one outcome per request as each finishes.
 
@@ -562,6 +582,16 @@ class PcsidClient(PollingClient):
             activity_timeout: seconds to wait for each activity; ``None`` for no deadline.
             activity_interval: the first delay between polls of an activity.
             activity_max_interval: the cap that delay grows to.
+            journal: a :class:`RenewalJournal` making the batch crash-safe: each device's
+                ``sending`` state is committed before its POST can leave and its outcome when
+                it ends; a device the journal already holds follows the resume rules (see
+                ``pcsid_async._journal_rules``) and, when not sent, yields an outcome rebuilt
+                from its record without a request (``attempts`` 0; an
+                :class:`InterruptedRenewalError` for one an earlier run left in flight).
+                Opened and begun (run lock, VAT check) when the iteration starts; closed at
+                the end only if this call opened it. A repeated device id is not recorded.
+            retry_unknown: with a journal, send an UNKNOWN device again with the same OTP
+                (off by default: its OTP may be spent).
 
         Returns:
             An async generator of :class:`RenewalOutcome`, in completion order.
@@ -572,8 +602,14 @@ class PcsidClient(PollingClient):
                 neither a RenewalRequest nor a 2-tuple. An exception raised by ``requests``
                 itself is re-raised the same way.
             ClientClosedError: the client is closed.
+            JournalError: from the iteration's start, nothing sent: the journal is unusable
+                (not a journal, another VAT or version, corrupt) or another run holds it.
 
         """
+        if journal is not None and not isinstance(journal, RenewalJournal):
+            raise InvalidArgumentError(
+                f"journal must be a RenewalJournal or None, got {type(journal).__name__}"
+            )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         check_positive(activity_timeout, "activity_timeout", allow_none=True)
@@ -597,6 +633,8 @@ class PcsidClient(PollingClient):
             activity_timeout=activity_timeout,
             activity_interval=activity_interval,
             activity_max_interval=activity_max_interval,
+            journal=journal,
+            retry_unknown=bool(retry_unknown),
         )
         return self._renew_many(batch, min(concurrency, self.max_connections))
 
@@ -606,6 +644,8 @@ class PcsidClient(PollingClient):
         # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
         queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
         loop = asyncio.get_running_loop()
+        journal = batch.journal
+        opened = journal is not None and await _batch_journal.start_run(journal, self.vat)
         tasks = [
             loop.create_task(batch.work(queue), name=f"pcsid-renew-many-{i}")
             for i in range(workers)
@@ -622,6 +662,8 @@ class PcsidClient(PollingClient):
                 raise batch.error
         finally:
             await _cancel_and_wait(tasks)
+            if opened and journal is not None:
+                journal.close()
 
 
 PcsidClient.__module__ = "pcsid_async"

@@ -1,0 +1,176 @@
+"""renew_many(..., journal=...): marked before sending, recorded at the end, resume rules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from _scripted import OTHER_VAT, TOKEN, VAT
+from conftest import ClientFactory
+
+from pcsid_async import (
+    InterruptedRenewalError,
+    InvalidArgumentError,
+    JournalError,
+    OutcomeState,
+    PcsidError,
+    RenewalJournal,
+    RenewalOutcome,
+    RenewalRequest,
+)
+from pcsid_async.testing import FakeClearTax
+
+
+async def _run(
+    client_factory: ClientFactory,
+    fake: FakeClearTax,
+    requests: list[RenewalRequest],
+    journal: RenewalJournal | None,
+    **kwargs: object,
+) -> dict[str, RenewalOutcome]:
+    client = client_factory(fake.url)
+    outcomes = client.renew_many(requests, concurrency=4, journal=journal, **kwargs)  # type: ignore[arg-type]
+    async with contextlib.aclosing(outcomes):
+        return {o.device_id: o async for o in outcomes}
+
+
+def _requests(fake: FakeClearTax, n: int) -> list[RenewalRequest]:
+    ids = fake.add_devices(n)
+    return [RenewalRequest(d, otp) for d, otp in zip(ids, fake.issue_otps(n))]
+
+
+async def test_drops_after_processing_stay_unknown_and_are_never_resent(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    requests = _requests(fake, 8)
+    fake.inject("renew", "drop_after", times=3)
+    path = tmp_path / "j.journal"
+    first = await _run(make_client, fake, requests, RenewalJournal(path))
+    unknown = {d for d, o in first.items() if o.state is OutcomeState.UNKNOWN}
+    assert len(unknown) == 3
+    assert fake.count("renew") == 8
+
+    second = await _run(make_client, fake, requests, RenewalJournal(path))
+    assert fake.count("renew") == 8  # nothing sent again: the journal is the referee
+    assert {d for d, o in second.items() if o.state is OutcomeState.UNKNOWN} == unknown
+    for device, outcome in second.items():
+        assert outcome.attempts == 0
+        if device in unknown:
+            assert isinstance(outcome.error, PcsidError)
+            assert "not sent again" in str(outcome.error)
+        else:
+            assert outcome.ok and outcome.error is None
+    with RenewalJournal(path) as journal:
+        assert journal.summary()["UNKNOWN"] == 3
+        assert journal.summary()["RENEWED"] == 5
+        assert [r.sends for r in journal.rows()] == [1] * 8
+
+
+async def test_without_the_journal_the_same_resume_resends(
+    fake: FakeClearTax, make_client: ClientFactory
+) -> None:
+    requests = _requests(fake, 3)
+    fake.inject("renew", "drop_after", times=1)
+    await _run(make_client, fake, requests, None)
+    await _run(make_client, fake, requests, None)
+    assert fake.count("renew") == 6  # the reason the journal exists
+
+
+async def test_a_new_otp_is_sent_the_same_is_not_and_retry_unknown_sends_it(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    (request,) = _requests(fake, 1)
+    fake.inject("renew", "drop_after")
+    path = tmp_path / "j.journal"
+    assert (await _run(make_client, fake, [request], RenewalJournal(path)))[
+        request.device_id
+    ].state is OutcomeState.UNKNOWN
+    await _run(make_client, fake, [request], RenewalJournal(path))
+    assert fake.count("renew") == 1
+    await _run(make_client, fake, [request], RenewalJournal(path), retry_unknown=True)
+    assert fake.count("renew") == 2  # opted in: sent (the fake refuses the spent OTP)
+    fresh = RenewalRequest(request.device_id, fake.issue_otp())
+    outcome = (await _run(make_client, fake, [fresh], RenewalJournal(path)))[fresh.device_id]
+    assert fake.count("renew") == 3
+    assert outcome.ok
+    assert [e.otp for e in fake.ledger[fresh.device_id]] == [request.otp, fresh.otp]
+
+
+async def test_an_interrupted_device_is_unknown_and_not_sent(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    (request,) = _requests(fake, 1)
+    path = tmp_path / "j.journal"
+    with RenewalJournal(path) as journal:
+        journal.begin(vat=VAT)
+        journal.mark_sending(request.device_id, request.otp)  # then the process "died"
+    outcome = (await _run(make_client, fake, [request], RenewalJournal(path)))[request.device_id]
+    assert outcome.state is OutcomeState.UNKNOWN
+    assert isinstance(outcome.error, InterruptedRenewalError)
+    assert fake.count("renew") == 0
+
+
+async def test_a_journal_error_is_raised_before_anything_is_sent(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    requests = _requests(fake, 2)
+    bad = tmp_path / "bad.journal"
+    bad.write_text("not a journal")
+    with pytest.raises(JournalError, match="bad.journal"):
+        await _run(make_client, fake, requests, RenewalJournal(bad))
+    held = tmp_path / "held.journal"
+    with RenewalJournal(held) as other_run:
+        other_run.begin(vat=VAT)
+        with pytest.raises(JournalError, match="in use by another run"):
+            await _run(make_client, fake, requests, RenewalJournal(held))
+    other_vat = tmp_path / "vat.journal"
+    with RenewalJournal(other_vat) as journal:
+        journal.begin(vat=OTHER_VAT)
+    with pytest.raises(JournalError, match="VAT"):
+        await _run(make_client, fake, requests, RenewalJournal(other_vat))
+    assert fake.count() == 0
+    with pytest.raises(InvalidArgumentError, match="RenewalJournal"):
+        make_client(fake.url).renew_many(requests, journal=str(held))  # type: ignore[arg-type]
+
+
+async def test_marked_sending_before_the_post_leaves_and_no_secret_stored(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    requests = _requests(fake, 3)
+    path = tmp_path / "j.journal"
+    journal = RenewalJournal(path).open()
+    seen: list[str] = []
+    fake.inject("renew", "slow", delay=0.05)
+
+    async def watch() -> None:
+        while fake.count("renew") == 0:
+            await asyncio.sleep(0.001)
+        seen.extend(r.state for r in journal.rows())
+
+    watcher = asyncio.ensure_future(watch())
+    await _run(make_client, fake, requests, journal)
+    await watcher
+    assert "sending" in seen
+    assert journal.summary()["RENEWED"] == 3
+    journal.close()  # the caller opened it: the batch left it open
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert TOKEN.encode() not in data
+    for request in requests:
+        assert request.otp.encode() not in data
+
+
+async def test_repeated_ids_and_bad_rows_with_a_journal(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    (request,) = _requests(fake, 1)
+    rows = [request, request, RenewalRequest(123, "x"), RenewalRequest("ok-id", "")]  # type: ignore[arg-type]
+    client = make_client(fake.url)
+    path = tmp_path / "j.journal"
+    got = [o async for o in client.renew_many(rows, journal=RenewalJournal(path))]
+    assert sorted(o.state.value for o in got) == ["FAILED", "FAILED", "RENEWED", "SKIPPED"]
+    with RenewalJournal(path) as journal:
+        states = {r.device_id: r.state for r in journal.rows()}
+    assert states == {request.device_id: "RENEWED", "ok-id": "FAILED"}
+    assert fake.count("renew") == 1
