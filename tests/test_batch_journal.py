@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _scripted import OTHER_VAT, TOKEN, VAT
@@ -38,7 +39,7 @@ async def _run(
 
 def _requests(fake: FakeClearTax, n: int) -> list[RenewalRequest]:
     ids = fake.add_devices(n)
-    return [RenewalRequest(d, otp) for d, otp in zip(ids, fake.issue_otps(n))]
+    return [RenewalRequest(d, otp) for d, otp in zip(ids, fake.issue_otps(n), strict=True)]
 
 
 async def test_drops_after_processing_stay_unknown_and_are_never_resent(
@@ -61,7 +62,8 @@ async def test_drops_after_processing_stay_unknown_and_are_never_resent(
             assert isinstance(outcome.error, PcsidError)
             assert "not sent again" in str(outcome.error)
         else:
-            assert outcome.ok and outcome.error is None
+            assert outcome.ok
+            assert outcome.error is None
     with RenewalJournal(path) as journal:
         assert journal.summary()["UNKNOWN"] == 3
         assert journal.summary()["RENEWED"] == 5
@@ -118,7 +120,7 @@ async def test_a_journal_error_is_raised_before_anything_is_sent(
     requests = _requests(fake, 2)
     bad = tmp_path / "bad.journal"
     bad.write_text("not a journal")
-    with pytest.raises(JournalError, match="bad.journal"):
+    with pytest.raises(JournalError, match=r"bad\.journal"):
         await _run(make_client, fake, requests, RenewalJournal(bad))
     held = tmp_path / "held.journal"
     with RenewalJournal(held) as other_run:
@@ -135,27 +137,39 @@ async def test_a_journal_error_is_raised_before_anything_is_sent(
         make_client(fake.url).renew_many(requests, journal=str(held))  # type: ignore[arg-type]
 
 
+class _SpyJournal(RenewalJournal):
+    """Notes, as each device is marked, how many renew requests for it the fake had seen."""
+
+    def __init__(self, path: Path, fake: FakeClearTax) -> None:
+        super().__init__(path)
+        self.fake = fake
+        self.seen_at_mark: list[int] = []
+        self.seen_at_record: list[int] = []
+
+    def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
+        super().mark_sending(device_id, otp, vat=vat)
+        self.seen_at_mark.append(self.fake.count("renew", device_id=device_id))
+
+    def record(self, outcome: RenewalOutcome, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
+        self.seen_at_record.append(self.fake.count("renew", device_id=outcome.device_id))
+        return super().record(outcome, secrets=secrets)
+
+
+def _bytes_under(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.iterdir())
+
+
 async def test_marked_sending_before_the_post_leaves_and_no_secret_stored(
     fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
 ) -> None:
     requests = _requests(fake, 3)
-    path = tmp_path / "j.journal"
-    journal = RenewalJournal(path).open()
-    seen: list[str] = []
-    fake.inject("renew", "slow", delay=0.05)
-
-    async def watch() -> None:
-        while fake.count("renew") == 0:
-            await asyncio.sleep(0.001)
-        seen.extend(r.state for r in journal.rows())
-
-    watcher = asyncio.ensure_future(watch())
+    journal = _SpyJournal(tmp_path / "j.journal", fake).open()
     await _run(make_client, fake, requests, journal)
-    await watcher
-    assert "sending" in seen
+    assert journal.seen_at_mark == [0, 0, 0]
+    assert journal.seen_at_record == [1, 1, 1]
     assert journal.summary()["RENEWED"] == 3
     journal.close()  # the caller opened it: the batch left it open
-    data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    data = _bytes_under(tmp_path)
     assert TOKEN.encode() not in data
     for request in requests:
         assert request.otp.encode() not in data
