@@ -59,7 +59,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_issue_scenario_three_drops_stay_unknown_and_resume_sends_nothing_again(
     fake: ThreadedFake, tmp_path: Path
 ) -> None:
-    ids, otps, csv_path = _campaign(fake, tmp_path, 20)
+    _, otps, csv_path = _campaign(fake, tmp_path, 20)
     fake.call(fake.fake.inject, "renew", "drop_after", times=3)
     out = tmp_path / "results.jsonl"
     args = renew_args(fake, csv_path, out)
