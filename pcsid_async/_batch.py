@@ -226,6 +226,7 @@ class _Batch:
     ) -> None:
         self._client = client
         self.journal = journal
+        self.commits = None if journal is None else _batch_journal.GroupCommitter(journal, client)
         self._retry_unknown = retry_unknown
         self._requests = requests
         self._sync: Iterator[object] | None = None
@@ -327,8 +328,8 @@ class _Batch:
             attempts=stats.attempts,
             elapsed=time.monotonic() - started,
         )
-        if journal is not None:
-            await _batch_journal.record(journal, outcome, self._client._token)
+        if journal is not None and self.commits is not None:
+            await self.commits.record(outcome)
         return outcome
 
     async def _renew_one(
@@ -392,8 +393,8 @@ class _Batch:
                 ),
             )
 
-        if self.journal is not None:  # durable before the POST can leave
-            await _batch_journal.mark_sending(self.journal, request, effective_vat)
+        if self.commits is not None:  # durable before the POST can leave
+            await self.commits.mark_sending(request, effective_vat)
         try:
             result = await client.renew(device_id, otp, vat=vat, _stats=stats)
         except ClientClosedError as exc:
@@ -662,6 +663,8 @@ class PcsidClient(PollingClient):
                 raise batch.error
         finally:
             await _cancel_and_wait(tasks)
+            if batch.commits is not None:
+                await batch.commits.wait()
             if opened and journal is not None:
                 journal.close()
 

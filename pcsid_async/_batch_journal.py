@@ -11,10 +11,11 @@
   :class:`InterruptedRenewalError` for a device an earlier run left in flight, else a
   :class:`PcsidError` whose message carries the recorded error type and message. A RENEWED
   record yields a RENEWED outcome with no error.
-* ``mark_sending`` and ``record`` run in a thread (``asyncio.to_thread``: each is one fsync),
-  so the event loop never waits on the disk. A cancellation while marking leaves the commit
-  to finish in its thread: the journal then says ``sending`` and the next run reports the
-  device interrupted (UNKNOWN), never re-sends it.
+* ``mark_sending`` and ``record`` go through a :class:`GroupCommitter`: a writer thread
+  commits every write waiting at that moment in one durable transaction, so the event loop
+  never waits on the disk and many devices share one fsync. A cancellation while marking
+  leaves the commit to finish: the journal then says ``sending`` and the next run reports
+  the device interrupted (UNKNOWN), never re-sends it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ from ._errors import InterruptedRenewalError, InvalidArgumentError, PcsidError
 from ._journal import Action, Decision, RenewalJournal
 
 if TYPE_CHECKING:
-    from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
+    from typing import TypeAlias
 
-__all__ = ["mark_sending", "record", "recorded_outcome", "start_run"]
+    from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
+    from ._client import BaseClient
+
+    _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
+
+__all__ = ["GroupCommitter", "recorded_outcome", "start_run"]
 
 
 async def start_run(journal: RenewalJournal, vat: str) -> bool:
@@ -83,11 +89,76 @@ def recorded_outcome(
     )
 
 
-async def mark_sending(journal: RenewalJournal, request: RenewalRequest, vat: str) -> None:
-    """Commit ``sending`` for ``request`` (durable on return), off the event loop."""
-    await asyncio.to_thread(journal.mark_sending, request.device_id, request.otp, vat=vat)
+class GroupCommitter:
+    """Commits the batch's journal writes in groups: one durable commit for all waiting.
 
+    Each ``mark_sending``/``record`` of a device waits until a commit that holds it has
+    returned (so ``sending`` is on disk before the POST leaves), but the devices that queue
+    up while a commit runs share the next one: one fsync for many devices instead of two per
+    device. A single writer thread runs the commits; the loop's own reads (``decide``) only
+    share the journal's connection lock. A waiter cancelled meanwhile does not withdraw its
+    write: a ``sending`` mark still lands (the next run calls that device interrupted).
+    """
 
-async def record(journal: RenewalJournal, outcome: RenewalOutcome, token: str) -> None:
-    """Commit ``outcome`` as its device's final state, off the event loop."""
-    await asyncio.to_thread(journal.record, outcome, secrets=(token,))
+    def __init__(self, journal: RenewalJournal, client: BaseClient) -> None:
+        self.journal = journal
+        self._token = client._token
+        self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def mark_sending(self, request: RenewalRequest, vat: str) -> None:
+        """Commit ``sending`` for ``request``; durable on return."""
+        await self._submit((request, vat))
+
+    async def record(self, outcome: RenewalOutcome) -> None:
+        """Commit ``outcome`` as its device's final state."""
+        await self._submit(outcome)
+
+    async def _submit(self, write: _Write) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((write, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain(), name="pcsid-journal-commits")
+        await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            try:
+                await asyncio.to_thread(self._commit, [write for write, _ in group])
+            except BaseException as exc:
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, Exception):
+                    continue
+                raise
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        """One transaction for ``writes`` (run in a thread; the only writer of the batch)."""
+        journal = self.journal
+        db = journal._running()
+        with journal._mutex:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                if isinstance(write, tuple):
+                    request, vat = write
+                    journal.mark_sending(request.device_id, request.otp, vat=vat)
+                else:
+                    journal.record(write, secrets=(self._token,))
+        except BaseException:
+            with journal._mutex:
+                db.execute("ROLLBACK")
+            raise
+        with journal._mutex:
+            db.execute("COMMIT")
+
+    async def wait(self) -> None:
+        """Wait until every queued write is committed (or has failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})

@@ -148,6 +148,9 @@ def test_the_grace_ends_and_a_second_signal_stops_at_once(tmp_path: Path) -> Non
         process = _start(slow, csv_path, out, "--grace", "60")
         _wait_for_renews(slow, 8, process)
         process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        first_line = process.stderr.readline()  # the handshake: the first signal was handled
+        assert "SIGINT: starting no new device" in first_line
         process.send_signal(signal.SIGINT)
         returncode, _, stderr = _finish(process)
         assert returncode == 130
@@ -157,17 +160,21 @@ def test_the_grace_ends_and_a_second_signal_stops_at_once(tmp_path: Path) -> Non
         slow.close()
 
 
-def test_a_second_run_on_the_same_journal_refuses_before_sending(
-    slow_fake: ThreadedFake, tmp_path: Path
-) -> None:
-    ids, csv_path = _campaign(slow_fake, tmp_path)
-    out = tmp_path / "results.jsonl"
-    first = _start(slow_fake, csv_path, out)
-    _wait_for_renews(slow_fake, 2, first)
-    second = _start(slow_fake, csv_path, out, "--resume")
-    returncode, _, stderr = _finish(second)
-    assert returncode == 2
-    assert "in use by another run" in stderr
-    assert f"{out}.journal" in stderr
-    assert _finish(first)[0] == 0
-    assert set(_sends_per_device(slow_fake, ids).values()) == {1}
+def test_a_second_run_on_the_same_journal_refuses_before_sending(tmp_path: Path) -> None:
+    stuck = ThreadedFake(latency={"renew": 30.0})  # the first run stays mid-flight
+    try:
+        ids, csv_path = _campaign(stuck, tmp_path, 8)
+        out = tmp_path / "results.jsonl"
+        first = _start(stuck, csv_path, out, "--grace", "0.1")
+        _wait_for_renews(stuck, 4, first)
+        second = _start(stuck, csv_path, out, "--resume")
+        returncode, _, stderr = _finish(second)
+        assert returncode == 2
+        assert "in use by another run" in stderr
+        assert f"{out}.journal" in stderr
+        assert stuck.fake.count("renew") == 4  # the second sent nothing
+        first.send_signal(signal.SIGTERM)
+        assert _finish(first)[0] == 143
+        assert max(_sends_per_device(stuck, ids).values()) == 1
+    finally:
+        stuck.close()
