@@ -188,3 +188,23 @@ async def test_repeated_ids_and_bad_rows_with_a_journal(
         states = {r.device_id: r.state for r in journal.rows()}
     assert states == {request.device_id: "RENEWED", "ok-id": "FAILED"}
     assert fake.count("renew") == 1
+
+
+def _readme_journal_example() -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Crash-safe batches", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_journal_example_runs_and_resumes(
+    fake: FakeClearTax, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(_readme_journal_example(), namespace)
+    requests = _requests(fake, 3)
+    await namespace["renew_all"](TOKEN, VAT, requests, fake.url)
+    await namespace["renew_all"](TOKEN, VAT, requests, fake.url)
+    assert fake.count("renew") == 3
+    with RenewalJournal(tmp_path / "campaign.journal") as journal:
+        assert journal.summary()["RENEWED"] == 3
