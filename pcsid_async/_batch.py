@@ -224,6 +224,7 @@ class _Batch:
         journal: RenewalJournal | None = None,
         retry_unknown: bool = False,
     ) -> None:
+        _batch_journal.check_journal(journal)
         self._client = client
         self.journal = journal
         self.commits = None if journal is None else _batch_journal.GroupCommitter(journal, client)
@@ -583,16 +584,8 @@ class PcsidClient(PollingClient):
             activity_timeout: seconds to wait for each activity; ``None`` for no deadline.
             activity_interval: the first delay between polls of an activity.
             activity_max_interval: the cap that delay grows to.
-            journal: a :class:`RenewalJournal` making the batch crash-safe: each device's
-                ``sending`` state is committed before its POST can leave and its outcome when
-                it ends; a device the journal already holds follows the resume rules (see
-                ``pcsid_async._journal_rules``) and, when not sent, yields an outcome rebuilt
-                from its record without a request (``attempts`` 0; an
-                :class:`InterruptedRenewalError` for one an earlier run left in flight).
-                Opened and begun (run lock, VAT check) when the iteration starts; closed at
-                the end only if this call opened it. A repeated device id is not recorded.
-            retry_unknown: with a journal, send an UNKNOWN device again with the same OTP
-                (off by default: its OTP may be spent).
+            journal: a :class:`RenewalJournal`: a crash-safe, resumable batch (``_batch_journal``).
+            retry_unknown: with a journal, send UNKNOWN devices again with the same OTP.
 
         Returns:
             An async generator of :class:`RenewalOutcome`, in completion order.
@@ -603,14 +596,8 @@ class PcsidClient(PollingClient):
                 neither a RenewalRequest nor a 2-tuple. An exception raised by ``requests``
                 itself is re-raised the same way.
             ClientClosedError: the client is closed.
-            JournalError: from the iteration's start, nothing sent: the journal is unusable
-                (not a journal, another VAT or version, corrupt) or another run holds it.
 
         """
-        if journal is not None and not isinstance(journal, RenewalJournal):
-            raise InvalidArgumentError(
-                f"journal must be a RenewalJournal or None, got {type(journal).__name__}"
-            )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         check_positive(activity_timeout, "activity_timeout", allow_none=True)

@@ -2,9 +2,12 @@
 
 ``renew_many(..., journal=...)`` calls these; the batch itself stays unaware of SQLite.
 
-* :func:`start_run` opens the journal (unless the caller did) and ``begin``s the run before
-  any worker exists, so a :class:`JournalError` (a bad file, another run holding it, another
-  VAT) surfaces from the iteration's start with nothing sent.
+* Resume rules: see ``pcsid_async._journal_rules``. A repeated device id is not recorded
+  (its SKIPPED outcome would replace the first occurrence's row).
+* :func:`start_run` opens the journal unless the caller did (one it opened is closed at the
+  batch's end) and ``begin``s the run before any worker exists, so a :class:`JournalError`
+  (a bad file, another run holding it, another VAT) surfaces from the iteration's start
+  with nothing sent.
 * Per device, :func:`recorded_outcome` turns a "do not send" decision into the outcome the
   caller gets instead of a request: the recorded state, ``result``/``activity`` ``None``,
   ``attempts`` 0 (this run sent nothing) and an error saying why it was not sent again:
@@ -34,7 +37,15 @@ if TYPE_CHECKING:
 
     _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
 
-__all__ = ["GroupCommitter", "recorded_outcome", "start_run"]
+__all__ = ["GroupCommitter", "check_journal", "recorded_outcome", "start_run"]
+
+
+def check_journal(journal: object) -> None:
+    """Refuse anything but a :class:`RenewalJournal` or ``None`` (``InvalidArgumentError``)."""
+    if journal is not None and not isinstance(journal, RenewalJournal):
+        raise InvalidArgumentError(
+            f"journal must be a RenewalJournal or None, got {type(journal).__name__}"
+        )
 
 
 async def start_run(journal: RenewalJournal, vat: str) -> bool:
