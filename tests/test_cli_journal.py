@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +26,15 @@ from _cli_support import (  # noqa: F401
     write_csv,
 )
 
-from pcsid_async import RenewalJournal
+from pcsid_async import (
+    OutcomeState,
+    PcsidError,
+    RenewalJournal,
+    RenewalOutcome,
+    RenewalRequest,
+)
 from pcsid_async.cli import main
+from pcsid_async.cli.stopping import Stopper
 
 
 @pytest.fixture
@@ -188,3 +199,103 @@ def test_report_of_a_clean_campaign_and_of_nothing(
     assert "UNKNOWN devices" not in report
     assert main(["report", str(tmp_path / "nothing.jsonl")]) == 2
     assert "no journal found" in capsys.readouterr().err
+
+
+def _unknown(device_id: str, message: str = "the connection dropped") -> RenewalOutcome:
+    return RenewalOutcome(
+        request=RenewalRequest(device_id, "OTP-SECRET-9"),
+        state=OutcomeState.UNKNOWN,
+        result=None,
+        activity=None,
+        error=PcsidError(message),
+        attempts=1,
+        elapsed=0.1,
+    )
+
+
+def test_report_lists_unknown_devices_writes_their_csv_and_notes_sending_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "campaign.journal"
+    with RenewalJournal(path) as journal:
+        journal.begin(vat=VAT)
+        for i in range(22):
+            journal.record(_unknown(f"dev-{i:02d}"))
+        journal.mark_sending("dev-in-flight", "OTP-SECRET-8")
+    unknown_csv = tmp_path / "unknown.csv"
+    assert main(["report", str(path), "--unknown-csv", str(unknown_csv)]) == 1
+    report = capsys.readouterr().out
+    assert "UNKNOWN devices (22)" in report
+    assert "... and 2 more (see --unknown-csv)" in report
+    assert "sending: in flight now, or cut off" in report
+    assert "no activity id" in report
+    with unknown_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 22
+    assert rows[0]["reason"] == "the connection dropped"
+    assert "Fatoora portal" in rows[0]["what_to_do"]
+    assert "OTP-SECRET" not in unknown_csv.read_text() + report
+    assert main(["report", str(path), "--unknown-csv", str(tmp_path / "no" / "x.csv")]) == 2
+    assert "cannot write the CSV" in capsys.readouterr().err
+
+
+def _signal_when(server: ThreadedFake, count: int, signum: int) -> threading.Thread:
+    def trigger() -> None:
+        deadline = time.monotonic() + 20
+        while server.fake.count("renew") < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signum)  # handled by the CLI's loop in the main thread
+
+    thread = threading.Thread(target=trigger, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sigterm_in_process_the_grace_ends_and_the_cut_off_are_recorded(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stuck = ThreadedFake(latency={"renew": 30.0})
+    try:
+        ids, _, csv_path = _campaign(stuck, tmp_path, 6)
+        out = tmp_path / "results.jsonl"
+        args = [*renew_args(stuck, csv_path, out), "--concurrency", "2", "--grace", "0.05"]
+        thread = _signal_when(stuck, 2, signal.SIGTERM)
+        assert main(args) == 143
+        thread.join()
+    finally:
+        stuck.close()
+    captured = capsys.readouterr()
+    assert "2 cut off in flight" in captured.err
+    records = read_jsonl(out)
+    assert len(records) == 2
+    assert {r["error_type"] for r in records} == {"InterruptedRenewalError"}
+    assert "UNKNOWN" in captured.out
+    assert {r["device_id"] for r in records} <= set(ids)
+
+
+async def test_the_stopper_first_signal_stops_starting_the_second_cancels() -> None:
+    stopper = Stopper(grace=60.0)
+    installed = asyncio.Event()
+
+    async def run() -> None:
+        stopper.install()
+        installed.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            stopper.remove()
+
+    task = asyncio.ensure_future(run())
+    await installed.wait()
+    assert stopper.exit_code is None
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(2000):
+        if stopper.stopping:
+            break
+        await asyncio.sleep(0.001)
+    assert stopper.exit_code == 130
+    assert not task.done()
+    os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopper.cancelled
