@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,11 +17,14 @@ from pcsid_async import (
     InvalidArgumentError,
     JournalError,
     OutcomeState,
+    PcsidClient,
     PcsidError,
     RenewalJournal,
     RenewalOutcome,
     RenewalRequest,
 )
+from pcsid_async._batch_journal import GroupCommitter, recorded_outcome
+from pcsid_async._journal import Action, Decision
 from pcsid_async.testing import FakeClearTax
 
 
@@ -208,3 +212,64 @@ async def test_the_readme_journal_example_runs_and_resumes(
     assert fake.count("renew") == 3
     with RenewalJournal(tmp_path / "campaign.journal") as journal:
         assert journal.summary()["RENEWED"] == 3
+
+
+class _FailingJournal(RenewalJournal):
+    """A journal whose disk "fails" when one device is marked."""
+
+    def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
+        if device_id == "dev-broken":
+            raise OSError("disk full")
+        super().mark_sending(device_id, otp, vat=vat)
+
+
+async def test_a_failed_journal_write_means_not_sent(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    fake.add_device("dev-broken")
+    broken = RenewalRequest("dev-broken", fake.issue_otp())
+    got = await _run(make_client, fake, [broken], _FailingJournal(tmp_path / "j.journal"))
+    outcome = got["dev-broken"]
+    assert outcome.state is OutcomeState.FAILED
+    assert outcome.attempts == 0
+    assert "disk full" in str(outcome.error)
+    assert fake.count("renew") == 0  # never marked, so never sent
+
+
+async def test_a_cancelled_write_still_lands_and_wait_drains_the_commits(
+    fake: FakeClearTax, tmp_path: Path
+) -> None:
+    (request,) = _requests(fake, 1)
+    journal = RenewalJournal(tmp_path / "j.journal").open()
+    journal.begin(vat=VAT)
+    async with PcsidClient(TOKEN, VAT, base_url=fake.url) as client:
+        commits = GroupCommitter(journal, client)
+        marking = asyncio.ensure_future(commits.mark_sending(request, VAT))
+        await asyncio.sleep(0)  # queued, its commit started
+        marking.cancel()
+        await commits.wait()
+    assert marking.cancelled()
+    assert [r.state for r in journal.rows()] == ["sending"]  # honest: the next run says so
+    journal.close()
+
+
+async def test_a_journal_the_caller_opened_stays_open_when_begin_fails(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "vat.journal"
+    with RenewalJournal(path) as journal:
+        journal.begin(vat=OTHER_VAT)
+    mine = RenewalJournal(path).open()
+    with pytest.raises(JournalError):
+        await _run(make_client, fake, _requests(fake, 1), mine)
+    assert mine.summary()["total"] == 0  # still open: the caller closes it
+    mine.close()
+
+
+def test_an_in_flight_decision_stands_for_a_skipped_outcome() -> None:
+    request = RenewalRequest("dev-1", "OTP-SECRET-1")
+    decision = Decision(Action.IN_FLIGHT, "already sent in this run", "sending", None)
+    outcome = recorded_outcome(request, decision, OutcomeState)
+    assert outcome.state is OutcomeState.SKIPPED
+    assert isinstance(outcome.error, InvalidArgumentError)
+    assert outcome.attempts == 0
