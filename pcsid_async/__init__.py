@@ -29,6 +29,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
 from ._journal import RenewalJournal
 from ._models import (
@@ -77,6 +78,7 @@ __all__ = [
     "RenewalRequest",
     "RenewalResult",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
 ]
