@@ -70,9 +70,11 @@ async def run_batch(
 ) -> None:
     """Renew ``rows`` through ``client.renew_many``; count, write and show each outcome.
 
-    With a ``stopper``, SIGINT/SIGTERM stop the run gracefully (see ``stopping``): the
-    cancellation its grace timer sends ends here, not in the caller.
+    With a ``stopper`` (``renew``), SIGINT/SIGTERM stop the run gracefully (see ``stopping``):
+    the cancellation its grace timer sends ends here, not in the caller. Without one (``demo``)
+    Ctrl-C raises KeyboardInterrupt as before.
     """
+    handle_signals = stopper is not None
     stopper = stopper or Stopper(options.grace)
     requests = (
         RenewalRequest(r.device_id, r.otp, vat=r.vat, otp_expires_at=r.otp_expires_at)
@@ -80,7 +82,8 @@ async def run_batch(
         if not stopper.stopping
     )
     tasks = [asyncio.get_running_loop().create_task(progress.run())]
-    stopper.install()
+    if handle_signals:
+        stopper.install()
     try:
         async with client:
             outcomes = client.renew_many(
