@@ -45,6 +45,7 @@ from typing import Final, TypeVar
 
 import attrs
 
+from . import _batch_journal
 from ._breaker import UNREACHABLE_AFTER, UnreachableBreaker, check_threshold
 from ._client import check_positive, check_token_like
 from ._decode import scrub
@@ -63,6 +64,7 @@ from ._errors import (
     ResponseDecodeError,
     ResponseTooLargeError,
 )
+from ._journal import RenewalJournal
 from ._models import ActivityStatus, RenewalResult
 from ._polling import PollingClient
 from ._transport import CallStats
@@ -228,8 +230,14 @@ class _Batch:
         activity_interval: float,
         activity_max_interval: float,
         unreachable_after: int | None = UNREACHABLE_AFTER,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> None:
+        _batch_journal.check_journal(journal)
         self._client = client
+        self.journal = journal
+        self.commits = None if journal is None else _batch_journal.GroupCommitter(journal, client)
+        self._retry_unknown = retry_unknown
         self._requests = requests
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
@@ -305,6 +313,13 @@ class _Batch:
         result: RenewalResult | None = None
         activity: ActivityStatus | None = None
         error: PcsidError | None
+        journal = self.journal
+        if journal is not None and (duplicate or not isinstance(request.device_id, str)):
+            journal = None  # a repeat is SKIPPED unrecorded (the first occurrence's row stands)
+        if journal is not None:
+            decision = journal.decide(request, retry_unknown=self._retry_unknown)
+            if not decision.send:
+                return _batch_journal.recorded_outcome(request, decision, OutcomeState)
         try:
             state, result, activity, error = await self._renew_one(request, duplicate, stats)
         except Exception as exc:  # a bug or an exotic failure: still one outcome, no escape
@@ -315,7 +330,7 @@ class _Batch:
                 f"{request.device_id!r}: {text}" + (f"; {_CHECK_HINT}" if stats.attempts else "")
             )
             error.__cause__ = exc
-        return RenewalOutcome(
+        outcome = RenewalOutcome(
             request=request,
             state=state,
             result=result,
@@ -324,6 +339,9 @@ class _Batch:
             attempts=stats.attempts,
             elapsed=time.monotonic() - started,
         )
+        if journal is not None and self.commits is not None:
+            await self.commits.record(outcome)
+        return outcome
 
     async def _renew_one(
         self, request: RenewalRequest, duplicate: bool, stats: CallStats
@@ -393,6 +411,8 @@ class _Batch:
                 ),
             )
 
+        if self.commits is not None:  # durable before the POST can leave
+            await self.commits.mark_sending(request, effective_vat)
         try:
             result = await self._send(device_id, otp, vat, stats)
         except ClientClosedError as exc:
@@ -572,6 +592,8 @@ class PcsidClient(PollingClient):
         activity_interval: float = 2.0,
         activity_max_interval: float = 20.0,
         unreachable_after: int | None = UNREACHABLE_AFTER,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> AsyncGenerator[RenewalOutcome, None]:
         """Renew many devices concurrently, yielding one outcome per request as each finishes.
 
@@ -602,6 +624,8 @@ class PcsidClient(PollingClient):
             activity_max_interval: the cap that delay grows to.
             unreachable_after: that many devices in a row that could not connect stop the
                 batch's sending (default 5); ``None`` never stops it.
+            journal: a :class:`RenewalJournal`: a crash-safe, resumable batch (``_batch_journal``).
+            retry_unknown: with a journal, send UNKNOWN devices again with the same OTP.
 
         Returns:
             An async generator of :class:`RenewalOutcome`, in completion order.
@@ -639,6 +663,8 @@ class PcsidClient(PollingClient):
             activity_interval=activity_interval,
             activity_max_interval=activity_max_interval,
             unreachable_after=unreachable_after,
+            journal=journal,
+            retry_unknown=bool(retry_unknown),
         )
         return self._renew_many(batch, min(concurrency, self.max_connections))
 
@@ -649,6 +675,8 @@ class PcsidClient(PollingClient):
         # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
         queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
         loop = asyncio.get_running_loop()
+        journal = batch.journal
+        opened = journal is not None and await _batch_journal.start_run(journal, self.vat)
         tasks = [
             loop.create_task(batch.work(queue), name=f"pcsid-renew-many-{i}")
             for i in range(workers)
@@ -665,6 +693,10 @@ class PcsidClient(PollingClient):
                 raise batch.error
         finally:
             await _cancel_and_wait(tasks)
+            if batch.commits is not None:
+                await batch.commits.wait()
+            if opened and journal is not None:
+                journal.close()
 
 
 PcsidClient.__module__ = "pcsid_async"

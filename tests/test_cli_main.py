@@ -126,8 +126,9 @@ class TestEndToEndInASubprocess:
         assert "Renewed 8 of 9" in first.stdout
 
         resumed = _run([*args, "--resume"], env)
-        assert resumed.returncode == 1  # the planted device fails again
-        assert len(read_jsonl(out)) == 10
+        assert resumed.returncode == 1  # the refused device stands FAILED (its OTP is spent)
+        assert len(read_jsonl(out)) == 9  # the journal's export: one line per device
+        assert "Nothing to do" in resumed.stdout
 
         bad_csv = write_csv(tmp_path / "bad.csv", ["dev-1,"], header="device_id,otp")
         refused = _run(["renew", str(bad_csv), "--out", str(tmp_path / "x.jsonl")], env)

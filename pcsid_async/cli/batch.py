@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -18,10 +18,12 @@ from pcsid_async import (
     APIConnectionError,
     OutcomeState,
     PcsidClient,
+    RenewalJournal,
     RenewalOutcome,
     RenewalRequest,
 )
 from pcsid_async._batch import _cancel_and_wait
+from pcsid_async._batch_journal import recorded_outcome
 from pcsid_async._decode import scrub
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ from ._common import (
 from .csv_input import DeviceRow
 from .progress import Progress, Tally
 from .results import outcome_record
+from .stopping import Stopper
 from .summary import print_summary
 
 
@@ -50,6 +53,10 @@ class BatchOptions:
     activity_timeout: float | None = 900.0
     activity_interval: float = 2.0
     activity_max_interval: float = 20.0
+    journal: RenewalJournal | None = None
+    retry_unknown: bool = False
+    grace: float = 10.0
+    standing: frozenset[str] = frozenset()  # devices whose recorded outcome stands (not sent)
 
 
 async def run_batch(
@@ -61,13 +68,25 @@ async def run_batch(
     progress: Progress,
     out: IO[str] | None,
     secrets: Sequence[str],
+    stopper: Stopper | None = None,
 ) -> None:
-    """Renew ``rows`` through ``client.renew_many``; count, write and show each outcome."""
+    """Renew ``rows`` through ``client.renew_many``; count, write and show each outcome.
+
+    With a ``stopper`` (``renew``), SIGINT/SIGTERM stop the run gracefully (see ``stopping``):
+    the cancellation its grace timer sends ends here, not in the caller. Without one (``demo``)
+    Ctrl-C raises KeyboardInterrupt as before.
+    """
+    handle_signals = stopper is not None
+    stopper = stopper or Stopper(options.grace)
     requests = (
-        RenewalRequest(r.device_id, r.otp, vat=r.vat, otp_expires_at=r.otp_expires_at) for r in rows
+        RenewalRequest(r.device_id, r.otp, vat=r.vat, otp_expires_at=r.otp_expires_at)
+        for r in rows
+        if not stopper.stopping
     )
     tasks = [asyncio.get_running_loop().create_task(progress.run())]
     unreachable_said = False
+    if handle_signals:
+        stopper.install()
     try:
         async with client:
             outcomes = client.renew_many(
@@ -77,27 +96,67 @@ async def run_batch(
                 activity_timeout=options.activity_timeout,
                 activity_interval=options.activity_interval,
                 activity_max_interval=options.activity_max_interval,
+                journal=options.journal,
+                retry_unknown=options.retry_unknown,
             )
             async with contextlib.aclosing(outcomes):
                 async for outcome in outcomes:
-                    record = outcome_record(
-                        outcome,
-                        default_vat=client.vat,
-                        secrets=(*secrets, outcome.request.otp),
-                    )
-                    tally.add(outcome, record)
-                    warn_if_late(tally, rows, options.concurrency)
+                    _one_outcome(outcome, client, options, tally, rows, out, secrets)
                     if not unreachable_said:
                         unreachable_said = say_if_unreachable(outcome, client.base_url, secrets)
-                    if out is not None:
-                        # A short synchronous write per device: flushed so that a crash
-                        # keeps every finished device on disk.
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        out.flush()
+    except asyncio.CancelledError:
+        if not stopper.cancelled:
+            raise
+        current = asyncio.current_task()
+        if current is not None and hasattr(current, "uncancel"):  # 3.11+
+            current.uncancel()
     finally:
+        stopper.remove()
         tally.finished = time.monotonic()
         await _cancel_and_wait(tasks)
         progress.finish()
+
+
+def _one_outcome(
+    outcome: RenewalOutcome,
+    client: PcsidClient,
+    options: BatchOptions,
+    tally: Tally,
+    rows: Sequence[DeviceRow],
+    out: IO[str] | None,
+    secrets: Sequence[str],
+) -> None:
+    """Count, show and (unless an earlier run recorded it) append one outcome.
+
+    With a journal the record is the journal's (just committed, or the one that stands).
+    """
+    record: dict[str, Any] | None = None
+    if options.journal is not None:
+        recorded = options.journal.decide(outcome.request).record
+        record = None if recorded is None else dict(recorded)
+    if record is None:
+        record = outcome_record(
+            outcome, default_vat=client.vat, secrets=(*secrets, outcome.request.otp)
+        )
+    tally.add(outcome, record)
+    warn_if_late(tally, rows, options.concurrency)
+    if out is not None and outcome.device_id not in options.standing:
+        # A short synchronous write per device, for `tail -f`; with a journal the final
+        # export rewrites the file from it.
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+
+
+def settle_interrupted(journal: RenewalJournal, rows: Sequence[DeviceRow], tally: Tally) -> int:
+    """Record the devices still ``sending`` (cut off by a stop) as interrupted UNKNOWN."""
+    settled = set(journal.begin(vat=journal.vat or ""))
+    for row in rows:
+        if row.device_id in settled:
+            request = RenewalRequest(row.device_id, row.otp, vat=row.vat)
+            decision = journal.decide(request)
+            outcome = recorded_outcome(request, decision, OutcomeState)
+            tally.add(outcome, dict(decision.record or {}))
+    return len(settled)
 
 
 def warn_if_late(tally: Tally, rows: Sequence[DeviceRow], concurrency: int) -> None:
@@ -217,6 +276,8 @@ def _run_and_report(
 ) -> int:
     tally = Tally(len(rows))
     progress = Progress(tally, sys.stderr, tty=sys.stderr.isatty())
+    stopper = Stopper(options.grace)
+    interrupted = False
     try:
         asyncio.run(
             run_batch(
@@ -227,15 +288,20 @@ def _run_and_report(
                 progress=progress,
                 out=out,
                 secrets=(token,),
+                stopper=stopper,
             )
         )
-    except KeyboardInterrupt:
-        print_summary(tally, sys.stdout, out=out_path, resumed=resumed)
-        print(
-            f"pcsid-async: interrupted after {tally.done} of {tally.total} devices"
-            + (f"; re-run with --resume to continue {out_path}" if out_path else ""),
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # where no signal handler could be installed
+        interrupted = True
+    cut_off = 0 if options.journal is None else settle_interrupted(options.journal, rows, tally)
     print_summary(tally, sys.stdout, out=out_path, resumed=resumed)
-    return EXIT_OK if tally.states[OutcomeState.RENEWED] == tally.total else EXIT_NOT_ALL
+    code = stopper.exit_code or (EXIT_INTERRUPTED if interrupted else None)
+    if code is None:
+        return EXIT_OK if tally.states[OutcomeState.RENEWED] == tally.total else EXIT_NOT_ALL
+    print(
+        f"pcsid-async: interrupted after {tally.done} of {tally.total} devices"
+        + (f" ({cut_off} cut off in flight: UNKNOWN, interrupted)" if cut_off else "")
+        + (f"; re-run with --resume to continue {out_path}" if out_path else ""),
+        file=sys.stderr,
+    )
+    return code
