@@ -30,6 +30,7 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
 )
+from ._hooks import RequestEvent, ResponseEvent
 from ._journal import RenewalJournal
 from ._models import (
     ActivityState,
@@ -37,10 +38,13 @@ from ._models import (
     CheckOutcome,
     ComplianceCheck,
     CsidGenerationResult,
+    DeviceIdResult,
+    DeviceRegistrationResult,
     ErrorDetail,
     GenerationStatus,
     RenewalResult,
 )
+from ._onboarding import DeviceDetails, OrganizationDetails
 from ._version import __version__
 
 __all__ = [
@@ -59,6 +63,9 @@ __all__ = [
     "ClientClosedError",
     "ComplianceCheck",
     "CsidGenerationResult",
+    "DeviceDetails",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
     "ErrorDetail",
     "GenerationStatus",
     "InternalServerError",
@@ -66,6 +73,7 @@ __all__ = [
     "InvalidArgumentError",
     "JournalError",
     "NotFoundError",
+    "OrganizationDetails",
     "OtpExpiredError",
     "OutcomeState",
     "PcsidClient",
@@ -76,7 +84,9 @@ __all__ = [
     "RenewalOutcome",
     "RenewalRequest",
     "RenewalResult",
+    "RequestEvent",
     "ResponseDecodeError",
+    "ResponseEvent",
     "RetryPolicy",
     "__version__",
 ]

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -29,7 +29,9 @@ from ._decode import (
     parse_retry_after,
 )
 from ._errors import InvalidArgumentError
+from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
+from ._options import UNSET, TransportView, Unset, check_proxy
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
 from ._version import __version__
@@ -48,6 +50,7 @@ _SAFE_SEGMENT_CHARS: Final = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
 )
 _MAX_CACHED_VATS: Final = 1024
+_C = TypeVar("_C", bound="BaseClient")
 
 
 def _bad_text(value: str) -> bool:
@@ -116,6 +119,11 @@ def check_positive(value: object, name: str, *, allow_none: bool) -> float | Non
     return float(value)
 
 
+def _per_call(timeout: object) -> float | None:
+    """A per-call ``timeout=``: ``None`` (the client's), or positive seconds."""
+    return None if timeout is None else check_positive(timeout, "timeout", allow_none=False)
+
+
 def _default_user_agent() -> str:
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
@@ -141,6 +149,10 @@ class BaseClient:
         user_agent: str | None = None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        proxy: str | URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         """Create a client. No I/O happens here; the session is created on first use.
 
@@ -162,6 +174,15 @@ class BaseClient:
             trace_configs: extra ``aiohttp.TraceConfig`` for the client's own session.
             ssl: an ``ssl.SSLContext`` (e.g. a private CA), ``True`` to verify with the
                 system's CAs, or ``False`` (loopback ``base_url`` only) to skip checks.
+            proxy: an http(s):// forward proxy for the client's own session; credentials
+                in it (``http://user:pass@host:port``) go to the proxy only, never shown.
+            trust_env: read ``HTTP(S)_PROXY``/``NO_PROXY`` (and ``.netrc``) from the
+                environment. Off by default: a service's proxy variables must not silently
+                route the auth token through a proxy nobody chose for this client.
+            on_request: a plain callable given a :class:`RequestEvent` before each attempt.
+            on_response: a plain callable given a :class:`ResponseEvent` after each attempt
+                (an answer or a failure). Events carry no secret; a hook that raises is
+                logged and ignored.
 
         Raises:
             ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
@@ -186,6 +207,14 @@ class BaseClient:
         self._retry = retry or RetryPolicy()
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
+        proxy_url = check_proxy(proxy)
+        if not isinstance(trust_env, bool):
+            raise InvalidArgumentError("trust_env must be True or False")
+        if session is not None and (proxy_url is not None or trust_env):
+            raise InvalidArgumentError("proxy and trust_env apply to the client's own session")
+        for hook, name in ((on_request, "on_request"), (on_response, "on_response")):
+            if hook is not None and not callable(hook):
+                raise InvalidArgumentError(f"{name} must be a callable or None")
         if user_agent is None:
             user_agent = _default_user_agent()
         elif (
@@ -205,6 +234,10 @@ class BaseClient:
             rate_limit=self._rate_limit,
             trace_configs=trace_configs,
             ssl=ssl,
+            proxy=proxy_url,
+            trust_env=trust_env,
+            on_request=on_request,
+            on_response=on_response,
         )
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
@@ -257,6 +290,40 @@ class BaseClient:
         """The most requests in flight at once through this client."""
         return self._max_connections
 
+    def with_options(
+        self: _C,
+        *,
+        timeout: float | Unset | None = UNSET,
+        retry: RetryPolicy | Unset = UNSET,
+    ) -> _C:
+        """A view of this client with another per-attempt timeout or retry policy.
+
+        Cheap (no new session): the view shares this client's connections, concurrency
+        gate, rate limit, ``Retry-After`` pauses and hooks. It has no lifecycle of its own:
+        closing it does nothing, and it is closed when this client is::
+
+            slow = client.with_options(timeout=120.0, retry=RetryPolicy(max_attempts=1))
+            await slow.renew(device_id, otp)
+
+        Args:
+            timeout: seconds per attempt, or ``None`` for no limit; default: this client's.
+            retry: the :class:`RetryPolicy`; default: this client's.
+
+        """
+        new_timeout = self._timeout
+        if not isinstance(timeout, Unset):
+            new_timeout = check_positive(timeout, "timeout", allow_none=True)
+        new_retry = self._retry
+        if not isinstance(retry, Unset):
+            if not isinstance(retry, RetryPolicy):
+                raise InvalidArgumentError("retry must be a RetryPolicy")
+            new_retry = retry
+        view = object.__new__(type(self))
+        vars(view).update(vars(self))
+        view._timeout, view._retry = new_timeout, new_retry
+        view._transport = TransportView(self._transport, timeout=new_timeout, retry=new_retry)
+        return view
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<{type(self).__name__} base_url={self.base_url!r} vat={self._vat!r} {state}>"
@@ -296,7 +363,13 @@ class BaseClient:
     # --- the calls -----------------------------------------------------------------------------
 
     async def renew(
-        self, device_id: str, otp: str, *, vat: str | None = None, _stats: CallStats | None = None
+        self,
+        device_id: str,
+        otp: str,
+        *,
+        vat: str | None = None,
+        timeout: float | None = None,
+        _stats: CallStats | None = None,
     ) -> RenewalResult:
         """Renew a device's PCSID with a one-time password from ZATCA's Fatoora portal.
 
@@ -307,6 +380,7 @@ class BaseClient:
             device_id: the EGS unit's device id (it must already have a PCSID).
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`RenewalResult`; ``status`` is GENERATED on success.
@@ -328,10 +402,11 @@ class BaseClient:
             decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
             safe=False,
             stats=_stats,
+            timeout=_per_call(timeout),
         )
 
     async def generate_csid(
-        self, device_id: str, otp: str, *, vat: str | None = None
+        self, device_id: str, otp: str, *, vat: str | None = None, timeout: float | None = None
     ) -> CsidGenerationResult:
         """Generate a device's CSID and start the activity that generates its PCSID.
 
@@ -342,6 +417,7 @@ class BaseClient:
             device_id: the EGS unit's device id.
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`CsidGenerationResult`, carrying ``activity_id``.
@@ -357,9 +433,12 @@ class BaseClient:
             body=body,
             decode=partial(decode_csid, method="POST", path=GENERATE_PATH, secrets=secrets),
             safe=False,
+            timeout=_per_call(timeout),
         )
 
-    async def get_status(self, activity_id: str, *, vat: str | None = None) -> ActivityStatus:
+    async def get_status(
+        self, activity_id: str, *, vat: str | None = None, timeout: float | None = None
+    ) -> ActivityStatus:
         """Read a PCSID generation activity's status once.
 
         A FAILED activity is an answer, not an error: the provider sends it as HTTP 500 with
@@ -368,6 +447,7 @@ class BaseClient:
         Args:
             activity_id: ``PcsidGenerationActivityId`` from :meth:`generate_csid`.
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`ActivityStatus`.
@@ -382,6 +462,7 @@ class BaseClient:
             body=None,
             decode=activity_decoder(str(activity_id), path, self._secrets),
             safe=True,
+            timeout=_per_call(timeout),
         )
 
     async def _poll_status(

@@ -34,7 +34,7 @@ from aiohttp.tracing import Trace
 from yarl import URL
 
 from ._config import RetryPolicy
-from ._decode import parse_retry_after
+from ._decode import _request_id, parse_retry_after
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -44,6 +44,7 @@ from ._errors import (
     PcsidError,
     RateLimitError,
 )
+from ._hooks import RequestEvent, RequestHook, ResponseEvent, ResponseHook, describe, emit
 
 __all__ = ["CallStats", "Decoder", "Transport"]
 
@@ -313,7 +314,15 @@ class Transport:
         rate_limit: float | None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None,
         ssl: ssl_module.SSLContext | bool,
+        proxy: URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
+        self._proxy = proxy
+        self._trust_env = trust_env
+        self._on_request = on_request
+        self._on_response = on_response
         self._base = str(base_url).rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._policy = retry
@@ -361,6 +370,8 @@ class Transport:
                 timeout=self._timeout,
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
+                proxy=self._proxy,
+                trust_env=self._trust_env,
             )
         return self._session
 
@@ -513,6 +524,8 @@ class Transport:
                     assert self._deadlines is not None  # made with the session
                     deadline = self._deadlines.start(timeout.total)
                     timeout = _NO_AIOHTTP_TIMER
+                if self._on_request is not None or self._on_response is not None:
+                    self._request_event(state)
                 sending = _SENDING.set(trace)
                 try:
                     async with session.request(
@@ -558,8 +571,15 @@ class Transport:
                 gate.give()
             if status in _PAUSING:
                 self._maybe_pause(status, headers)
-            return state.decode(status, headers, body)
+            answer = state.decode(status, headers, body)
+            if state.sent_at is not None:
+                self._response_event(state, status, _request_id(headers), None)
+            return answer
         except PcsidError as exc:
+            if state.sent_at is not None:
+                self._response_event(
+                    state, getattr(exc, "status_code", None), getattr(exc, "request_id", None), exc
+                )
             if not state.handover or not self.is_retryable(exc, safe=state.safe):
                 raise
             state.replay = exc
@@ -573,6 +593,35 @@ class Transport:
         finally:
             _CALL_STARTED.reset(token)
         return result
+
+    def _request_event(self, state: _CallState[Any]) -> None:
+        state.sent_at = time.perf_counter()
+        if self._on_request is not None:
+            endpoint, template = describe(state.path)
+            emit(self._on_request, RequestEvent(endpoint, state.method, template, state.attempt))
+
+    def _response_event(
+        self,
+        state: _CallState[Any],
+        status: int | None,
+        request_id: str | None,
+        exc: BaseException | None,
+    ) -> None:
+        assert state.sent_at is not None
+        elapsed, state.sent_at = time.perf_counter() - state.sent_at, None
+        if self._on_response is not None:
+            endpoint, template = describe(state.path)
+            event = ResponseEvent(
+                endpoint,
+                state.method,
+                template,
+                state.attempt,
+                status,
+                elapsed,
+                request_id,
+                None if exc is None else type(exc),
+            )
+            emit(self._on_response, event)
 
     def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
         seconds = parse_retry_after(headers.get("Retry-After"))
@@ -653,6 +702,7 @@ class _CallState(Generic[_T]):
         "path",
         "replay",
         "safe",
+        "sent_at",
         "started",
         "stats",
         "timeout",
@@ -679,6 +729,7 @@ class _CallState(Generic[_T]):
         self.replay: PcsidError | None = None
         self.handover = False  # a retryable failure goes to backoff (first attempt only)
         self.started = 0.0  # time.monotonic() at the call's start, when it may retry
+        self.sent_at: float | None = None  # perf_counter() at this attempt's send (hooks only)
 
 
 def check_base_url(base_url: str | URL, *, ssl: ssl_module.SSLContext | bool) -> URL:

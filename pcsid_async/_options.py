@@ -1,0 +1,104 @@
+"""Per-call options and transport settings: ``with_options`` views and the proxy URL check.
+
+A view (``client.with_options(timeout=..., retry=...)``) is a second client object over the
+same connection pool: it shares its parent's session, concurrency gate, pacer (rate limit and
+``Retry-After`` pauses), deadlines and closed state, and differs only in the per-attempt
+timeout and the retry policy. Making one costs a dict copy and two retriers: no session, no
+connector. A view has no lifecycle of its own: closing it does nothing; closing the parent
+closes every view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Any, Final
+
+import aiohttp
+from yarl import URL
+
+from ._config import RetryPolicy
+from ._errors import InvalidArgumentError
+from ._transport import Transport
+
+__all__ = ["UNSET", "TransportView", "Unset", "check_proxy", "masked_url"]
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`: an option that was not given (``None`` means "no limit")."""
+
+    UNSET = "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+# What the view takes from its parent at every use, never a copy: created lazily, or changing.
+_SHARED: Final = ("_session", "_loop", "_deadlines", "_closed")
+
+
+def check_proxy(proxy: object) -> URL | None:
+    """Validate ``proxy=``: ``None``, or an absolute http(s):// URL with a host and no path.
+
+    The message never quotes the URL: it may carry the proxy's password.
+    """
+    if proxy is None:
+        return None
+    if not isinstance(proxy, (str, URL)):
+        raise InvalidArgumentError("proxy must be a URL string or yarl.URL, or None")
+    try:
+        url = URL(str(proxy))
+    except (ValueError, TypeError):
+        raise InvalidArgumentError("proxy is not a URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidArgumentError("proxy must be an absolute http:// or https:// URL")
+    if url.path not in ("", "/") or url.query_string or url.fragment:
+        raise InvalidArgumentError("proxy must not have a path, query or fragment")
+    return url
+
+
+def masked_url(url: URL) -> str:
+    """``url`` for display, its password (if any) replaced by ``***``."""
+    if url.password is None:
+        return str(url)
+    return str(url.with_password("***"))
+
+
+class TransportView(Transport):
+    """A :class:`Transport` sharing its parent's session and pacing, with its own options."""
+
+    _parent: Transport
+
+    def __init__(self, parent: Transport, *, timeout: float | None, retry: RetryPolicy) -> None:
+        """Build the view; no I/O (the parent's session is created on first use, as ever)."""
+        while isinstance(parent, TransportView):
+            parent = parent._parent
+        state = {k: v for k, v in vars(parent).items() if k not in _SHARED}
+        vars(self).update(state)
+        self._parent = parent
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._policy = retry
+        self._retry_safe = self._retrier(safe=True)(self._attempt)
+        self._retry_unsafe = self._retrier(safe=False)(self._attempt)
+
+    # The parent's live state, read through (properties win over instance attributes).
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:  # type: ignore[override]
+        return self._parent._session
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:  # type: ignore[override]
+        return self._parent._loop
+
+    @property
+    def _deadlines(self) -> Any:  # type: ignore[override]
+        return self._parent._deadlines
+
+    @property
+    def _closed(self) -> bool:  # type: ignore[override]
+        return self._parent._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        return self._parent._get_session()
+
+    async def close(self) -> None:
+        """Do nothing: the session is the parent's, and closes with it."""
