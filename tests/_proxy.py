@@ -97,7 +97,8 @@ class ForwardProxy:
         writer: asyncio.StreamWriter,
     ) -> None:
         parts = urlsplit(target)
-        assert parts.hostname is not None and parts.port is not None
+        assert parts.hostname is not None
+        assert parts.port is not None
         up_reader, up_writer = await asyncio.open_connection(parts.hostname, parts.port)
         kept = {
             k: v

@@ -211,7 +211,6 @@ class TestResults:
             "errors",
         ]
 
-
     @pytest.mark.parametrize("model", [RenewalResult, CsidGenerationResult, ActivityStatus])
     def test_the_envelope_is_keyword_only_and_outside_equality(self, model: Any) -> None:
         """request_id and status_code come last, keyword-only, and never decide equality."""

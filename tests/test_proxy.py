@@ -19,7 +19,9 @@ PASSWORD = "proxy-pw-SECRET-91e"
 
 def proxy_headers_of(proxy: ForwardProxy) -> list[str]:
     """Every Proxy-* header value the proxy was given."""
-    return [v for seen in proxy.seen for k, v in seen.headers.items() if k.lower().startswith("proxy")]
+    return [
+        v for seen in proxy.seen for k, v in seen.headers.items() if k.lower().startswith("proxy")
+    ]
 
 
 class TestThroughAProxy:
