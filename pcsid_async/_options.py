@@ -21,7 +21,7 @@ from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
 from ._transport import Transport
 
-__all__ = ["UNSET", "TransportView", "Unset", "check_proxy", "masked_url"]
+__all__ = ["UNSET", "TransportView", "Unset", "check_proxy"]
 
 
 class Unset(enum.Enum):
@@ -54,13 +54,6 @@ def check_proxy(proxy: object) -> URL | None:
     if url.path not in ("", "/") or url.query_string or url.fragment:
         raise InvalidArgumentError("proxy must not have a path, query or fragment")
     return url
-
-
-def masked_url(url: URL) -> str:
-    """``url`` for display, its password (if any) replaced by ``***``."""
-    if url.password is None:
-        return str(url)
-    return str(url.with_password("***"))
 
 
 class TransportView(Transport):

@@ -17,6 +17,7 @@ from pcsid_async import (
     RequestEvent,
     ResponseEvent,
 )
+from pcsid_async._hooks import describe
 from pcsid_async.testing import FakeClearTax
 
 ACTIVITY = "628f37b61ed71a6638b848e4"
@@ -129,3 +130,23 @@ class TestFailingHooks:
     def test_a_hook_must_be_callable(self, make_client: ClientFactory) -> None:
         with pytest.raises(ValueError, match="on_response"):
             make_client("http://127.0.0.1:9", on_response="print")
+
+
+class TestDescribe:
+    @pytest.mark.parametrize(
+        ("path", "endpoint", "template"),
+        [
+            ("/onboarding/renew-pcsid", "renew", "/onboarding/renew-pcsid"),
+            (
+                "/onboarding/abc/pcsid-status",
+                "get_status",
+                "/onboarding/{activity_id}/pcsid-status",
+            ),
+            ("/somewhere/else?x=secret", "other", "/..."),
+        ],
+    )
+    def test_paths_map_to_endpoint_and_template(
+        self, path: str, endpoint: str, template: str
+    ) -> None:
+        """An unknown path is never echoed: it could hold anything."""
+        assert describe(path) == (endpoint, template)

@@ -130,6 +130,12 @@ class TestGenerateDeviceId:
         assert result.ok
         assert fake.count("generate_csr") == 2
 
+    def test_errors_of_a_failed_answer_are_scrubbed_of_secrets(self) -> None:
+        body = {"Status": "FAILED", "ErrorList": [{"ErrorCode": "4040", "ErrorMessage": TOKEN}]}
+        result = decode_device_id(200, {}, json.dumps(body).encode(), secrets=(TOKEN,))
+        assert [e.code for e in result.errors] == ["4040"]
+        assert TOKEN not in repr(result)
+
     def test_an_answer_without_a_device_id_keeps_its_errors(self) -> None:
         body = {"Status": "FAILED", "ErrorList": [{"ErrorCode": "4040", "ErrorMessage": "x"}]}
         result = decode_device_id(200, {}, json.dumps(body).encode())

@@ -121,6 +121,7 @@ class TestArguments:
             "http://u:pw-LEAK@127.0.0.1:1/path",
             "http://u:pw-LEAK@127.0.0.1:1/?q=1",
             "not a url at all pw-LEAK",
+            "http://u:pw-LEAK@[::1",
             42,
         ],
     )
