@@ -255,33 +255,14 @@ class ActivityStatus:
 
 
 @attrs.frozen
-class DeviceRegistrationResult:
+class DeviceRegistrationResult(CsidGenerationResult):
     """The answer to ``register_device()``: the new device, its CSID, and its PCSID activity.
 
-    Attributes:
-        status: ``GENERATED`` or ``FAILED``.
-        device_id: the new device's id (keep it: renewals need it).
-        activity_id: ``PcsidGenerationActivityId``: poll it with ``await_activity``.
-        errors: error details (empty on success).
-        request_id: the server's request id header (``x-request-id`` and kin), if sent:
-            quote it in a support ticket. Not part of equality.
-        status_code: the HTTP status of the answer. Not part of equality.
-
+    The same fields as :class:`CsidGenerationResult` (register-device answers like
+    generate-csid, for a device it has just made): ``device_id`` is the new device's id
+    (keep it: renewals need it); poll ``activity_id`` with ``await_activity``; ``ok`` means
+    the device and its CSID were made.
     """
-
-    status: GenerationStatus
-    device_id: str | None = None
-    activity_id: str | None = None
-    errors: tuple[ErrorDetail, ...] = ()
-    # The answer's envelope, set by the decoder; equality ignores it (equal answers are equal
-    # whichever request brought them).
-    request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
-    status_code: int | None = attrs.field(default=None, eq=False, kw_only=True)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the device was registered."""
-        return self.status is GenerationStatus.GENERATED
 
 
 @attrs.frozen

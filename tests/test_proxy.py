@@ -91,25 +91,23 @@ class TestTrustEnv:
             monkeypatch.delenv(name, raising=False)
         return monkeypatch
 
-    async def test_env_proxy_is_ignored_by_default(
-        self, fake: FakeClearTax, make_client: ClientFactory, env_proxy: pytest.MonkeyPatch
+    @pytest.mark.parametrize(("trust_env", "proxied"), [(False, []), (True, ["POST"])])
+    async def test_the_env_proxy_is_used_only_with_trust_env(
+        self,
+        fake: FakeClearTax,
+        make_client: ClientFactory,
+        env_proxy: pytest.MonkeyPatch,
+        trust_env: bool,
+        proxied: list[str],
     ) -> None:
+        """trust_env=False (the default) ignores HTTP_PROXY; trust_env=True honours it."""
         device, otp = fake.add_device(), fake.issue_otp()
         async with ForwardProxy() as proxy:
             env_proxy.setenv("HTTP_PROXY", proxy.url)
             env_proxy.setenv("http_proxy", proxy.url)
-            assert (await make_client(fake.url).renew(device, otp)).ok
-        assert proxy.seen == []
-
-    async def test_trust_env_honours_the_env_proxy(
-        self, fake: FakeClearTax, make_client: ClientFactory, env_proxy: pytest.MonkeyPatch
-    ) -> None:
-        device, otp = fake.add_device(), fake.issue_otp()
-        async with ForwardProxy() as proxy:
-            env_proxy.setenv("HTTP_PROXY", proxy.url)
-            env_proxy.setenv("http_proxy", proxy.url)
-            assert (await make_client(fake.url, trust_env=True).renew(device, otp)).ok
-        assert [s.method for s in proxy.seen] == ["POST"]
+            kwargs = {"trust_env": True} if trust_env else {}
+            assert (await make_client(fake.url, **kwargs).renew(device, otp)).ok
+        assert [s.method for s in proxy.seen] == proxied
 
 
 class TestArguments:

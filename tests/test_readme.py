@@ -23,6 +23,22 @@ def _quickstart() -> str:
     return match.group(1)
 
 
+async def _run(script: Path, env: dict[str, str]) -> tuple[bytes, bytes]:
+    """Run ``script`` with warnings as errors; it must succeed. Returns (stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        str(script),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return out, err
+
+
 class TestQuickstart:
     def test_quickstart_is_under_twenty_lines(self) -> None:
         lines = [line for line in _quickstart().splitlines() if line.strip()]
@@ -39,18 +55,8 @@ class TestQuickstart:
             script = tmp_path / "quickstart.py"
             script.write_text(code.replace("base_url=SANDBOX_URL", f"base_url={fake.url!r}"))
             env = dict(os.environ, CLEARTAX_AUTH_TOKEN=TOKEN, CLEARTAX_VAT=fake.vat)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-W",
-                "error",
-                str(script),
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+            out, err = await _run(script, env)
 
-        assert proc.returncode == 0, err.decode()
         assert "renewal: GENERATED" in out.decode()
         assert "PCSID: GenerationStatus.GENERATED failed checks: ()" in out.decode()
         assert TOKEN not in out.decode() + err.decode()
@@ -101,17 +107,7 @@ class TestMoreOfTheApi:
                 OTP=fake.issue_otp(),
                 ANOTHER_OTP=fake.issue_otp(),
             )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-W",
-                "error",
-                str(script),
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-            assert proc.returncode == 0, err.decode()
+            out, err = await _run(script, env)
             registered = fake.device_by_serial("1-Acme|2-T500|3-SN000777")
         text = out.decode()
         assert "request id: None HTTP 200" in text
