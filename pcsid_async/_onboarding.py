@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -139,52 +139,49 @@ def _device_body(device: object, organization: object, otp: str | None) -> bytes
     return json.dumps(document).encode()
 
 
-def decode_registration(
+_Answer = TypeVar("_Answer", DeviceRegistrationResult, DeviceIdResult)
+
+
+def _decode_answer(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
-    *,
-    secrets: tuple[str, ...] = (),
-) -> DeviceRegistrationResult:
-    """Decode a register-device answer (its error details scrubbed of the call's secrets)."""
+    cls: type[_Answer],
+    path: str,
+    secrets: tuple[str, ...],
+) -> _Answer:
+    """The answer as ``cls``, its error details scrubbed of the call's secrets."""
     result = _decode_success(
         status,
         headers,
         body,
-        partial(_structure, cls=DeviceRegistrationResult),
+        partial(_structure, cls=cls),
         method="POST",
-        path=REGISTER_PATH,
+        path=path,
         secrets=secrets,
     )
     if result.errors and secrets:
         result = attrs.evolve(
             result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
         )
+    return result
+
+
+def decode_registration(
+    status: int, headers: Mapping[str, str], body: bytes, *, secrets: tuple[str, ...] = ()
+) -> DeviceRegistrationResult:
+    """Decode a register-device answer (its error details scrubbed of the call's secrets)."""
+    result = _decode_answer(status, headers, body, DeviceRegistrationResult, REGISTER_PATH, secrets)
     return stamp(result, status, headers)
 
 
 def decode_device_id(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    secrets: tuple[str, ...] = (),
+    status: int, headers: Mapping[str, str], body: bytes, *, secrets: tuple[str, ...] = ()
 ) -> DeviceIdResult:
     """Decode a generate-csr answer: with a device id, its error entries are warnings."""
-    result = _decode_success(
-        status,
-        headers,
-        body,
-        partial(_structure, cls=DeviceIdResult),
-        method="POST",
-        path=GENERATE_CSR_PATH,
-        secrets=secrets,
-    )
-    details = tuple(_scrub_detail(e, secrets) for e in result.errors)
-    if result.device_id is not None and details:
-        result = attrs.evolve(result, errors=(), warnings=details)
-    elif details != result.errors:
-        result = attrs.evolve(result, errors=details)
+    result = _decode_answer(status, headers, body, DeviceIdResult, GENERATE_CSR_PATH, secrets)
+    if result.device_id is not None and result.errors:
+        result = attrs.evolve(result, errors=(), warnings=result.errors)
     return stamp(result, status, headers)
 
 
