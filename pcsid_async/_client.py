@@ -31,7 +31,7 @@ from ._decode import (
 from ._errors import InvalidArgumentError
 from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
-from ._options import UNSET, TransportView, Unset, check_proxy
+from ._options import UNSET, TransportView, Unset, check_session_options
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
 from ._version import __version__
@@ -207,14 +207,7 @@ class BaseClient:
         self._retry = retry or RetryPolicy()
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
-        proxy_url = check_proxy(proxy)
-        if not isinstance(trust_env, bool):
-            raise InvalidArgumentError("trust_env must be True or False")
-        if session is not None and (proxy_url is not None or trust_env):
-            raise InvalidArgumentError("proxy and trust_env apply to the client's own session")
-        for hook, name in ((on_request, "on_request"), (on_response, "on_response")):
-            if hook is not None and not callable(hook):
-                raise InvalidArgumentError(f"{name} must be a callable or None")
+        proxy_url = check_session_options(session, proxy, trust_env, on_request, on_response)
         if user_agent is None:
             user_agent = _default_user_agent()
         elif (

@@ -21,7 +21,7 @@ from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
 from ._transport import Transport
 
-__all__ = ["UNSET", "TransportView", "Unset", "check_proxy"]
+__all__ = ["UNSET", "TransportView", "Unset", "check_proxy", "check_session_options"]
 
 
 class Unset(enum.Enum):
@@ -54,6 +54,21 @@ def check_proxy(proxy: object) -> URL | None:
     if url.path not in ("", "/") or url.query_string or url.fragment:
         raise InvalidArgumentError("proxy must not have a path, query or fragment")
     return url
+
+
+def check_session_options(
+    session: object, proxy: object, trust_env: object, on_request: object, on_response: object
+) -> URL | None:
+    """Validate the client's proxy, ``trust_env`` and hooks; returns the proxy URL."""
+    proxy_url = check_proxy(proxy)
+    if not isinstance(trust_env, bool):
+        raise InvalidArgumentError("trust_env must be True or False")
+    if session is not None and (proxy_url is not None or trust_env):
+        raise InvalidArgumentError("proxy and trust_env apply to the client's own session")
+    for hook, name in ((on_request, "on_request"), (on_response, "on_response")):
+        if hook is not None and not callable(hook):
+            raise InvalidArgumentError(f"{name} must be a callable or None")
+    return proxy_url
 
 
 class TransportView(Transport):

@@ -577,9 +577,7 @@ class Transport:
             return answer
         except PcsidError as exc:
             if state.sent_at is not None:
-                self._response_event(
-                    state, getattr(exc, "status_code", None), getattr(exc, "request_id", None), exc
-                )
+                self._response_event(state, None, None, exc)
             if not state.handover or not self.is_retryable(exc, safe=state.safe):
                 raise
             state.replay = exc
@@ -609,6 +607,9 @@ class Transport:
     ) -> None:
         assert state.sent_at is not None
         elapsed, state.sent_at = time.perf_counter() - state.sent_at, None
+        if exc is not None:  # an answer's status and request id ride on its error, if any
+            status = getattr(exc, "status_code", None)
+            request_id = getattr(exc, "request_id", None)
         if self._on_response is not None:
             endpoint, template = describe(state.path)
             event = ResponseEvent(
