@@ -29,6 +29,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
 from ._hooks import RequestEvent, ResponseEvent
 from ._journal import RenewalJournal
@@ -87,6 +88,7 @@ __all__ = [
     "RequestEvent",
     "ResponseDecodeError",
     "ResponseEvent",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
 ]

@@ -22,11 +22,12 @@ The outcome of each device (``OutcomeState``):
 
 ===========  ====================================================================================
 RENEWED      GENERATED, and its activity SUCCEEDED when one was awaited
-FAILED       an error answer (4xx, 5xx), Status FAILED, a FAILED activity, bad input (nothing
-             sent), 429 until the retries ran out, no connection at all (provably not sent)
+FAILED       an error answer (4xx; 5xx but 502/504), Status FAILED, a FAILED activity, bad
+             input (nothing sent), 429 until the retries ran out, no connection at all
 UNKNOWN      the request may have been processed but we do not know the result: a timeout or a
-             dropped connection after sending, an unreadable 2xx, or the renewal went through but
-             its activity could not be followed to the end. The OTP may be spent: check first.
+             dropped connection after sending, a gateway's 502 or 504, an unreadable or
+             oversized answer, or the renewal went through but its activity could not be
+             followed to the end. The OTP may be spent: check first.
 SKIPPED      never sent: duplicate device id, OTP expired before its turn, token refused (401) or
              VAT refused (403) earlier in the batch, client closed
 ===========  ====================================================================================
@@ -58,6 +59,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
 from ._models import ActivityStatus, RenewalResult
 from ._polling import PollingClient
@@ -72,6 +74,10 @@ _END: Final = object()
 _RECANCEL_AFTER: Final = 1.0
 # What every "the OTP may be spent" message tells the operator to do.
 _CHECK_HINT: Final = "check the device before renewing it again (its OTP may be spent)"
+# A gateway's 502 (bad upstream answer) or 504 (upstream too slow) comes after it may have
+# forwarded the request: the backend may have processed it. The client cannot prove otherwise.
+_GATEWAY_UNKNOWN: Final = frozenset({502, 504})
+_GATEWAY_HINT: Final = "a gateway answered, and the backend may have processed it: " + _CHECK_HINT
 
 
 @attrs.frozen(repr=False)
@@ -397,17 +403,17 @@ class _Batch:
         except APIConnectionError as exc:
             return (unknown if exc.may_have_reached_server else failed), None, None, exc
         except ResponseDecodeError as exc:
-            return (
-                unknown,
-                None,
-                None,
-                _restated(
-                    exc,
-                    f"{exc}; the server answered success, so the renewal was probably "
-                    f"processed: {_CHECK_HINT}",
-                ),
+            answered = (
+                "it may have been processed"
+                if isinstance(exc, ResponseTooLargeError)
+                else "the server answered success, so the renewal was probably processed"
             )
-        except (APIStatusError, InvalidArgumentError) as exc:
+            return unknown, None, None, _restated(exc, f"{exc}; {answered}: {_CHECK_HINT}")
+        except APIStatusError as exc:
+            if exc.status_code in _GATEWAY_UNKNOWN:
+                return unknown, None, None, _restated(exc, f"{exc}; {_GATEWAY_HINT}")
+            return failed, None, None, exc
+        except InvalidArgumentError as exc:
             return failed, None, None, exc
 
         if not result.ok:

@@ -7,8 +7,6 @@ The public :class:`~pcsid_async.PcsidClient` adds polling (``_polling``) and bat
 from __future__ import annotations
 
 import json
-import math
-import re
 import ssl as ssl_module
 import sys
 import unicodedata
@@ -16,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Final, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_max_response_bytes
 from ._config import RetryPolicy
 from ._decode import (
     activity_decoder,
@@ -34,89 +32,25 @@ from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
 from ._options import UNSET, TransportView, Unset, check_session_options
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
+from ._validate import check_activity_id, check_positive, check_token_like
 from ._version import __version__
 
-__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "BaseClient"]
+__all__ = [
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "BaseClient",
+    "check_activity_id",
+    "check_positive",
+    "check_token_like",
+]
 
 SANDBOX_URL: Final = "https://api-sandbox.cleartax.com/middle-east/ksa/einvoicing"
 PRODUCTION_URL: Final = "https://api.cleartax.com/middle-east/ksa/einvoicing"
 
 RENEW_PATH: Final = "/onboarding/renew-pcsid"
 GENERATE_PATH: Final = "/onboarding/generate-csid"
-# Characters an activity id may never contain: they could change the URL's path or query.
-_PATH_BREAKERS: Final = frozenset("/\\?#%")
-# RFC 3986 pchar minus "%": everything else allowed in an id is percent-quoted.
-_SAFE_SEGMENT_CHARS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
-)
 _MAX_CACHED_VATS: Final = 1024
 _C = TypeVar("_C", bound="BaseClient")
-
-
-def _bad_text(value: str) -> bool:
-    """Whether ``value`` has whitespace or control characters (header/path injection)."""
-    # Fast and exact (checked over every code point): isprintable() is False for each C*
-    # and Z* character except the ASCII space, and every whitespace character is one of those.
-    if value.isprintable() and " " not in value:
-        return False
-    return any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in value)
-
-
-def check_token_like(value: object, name: str) -> str:
-    """Validate a secret-or-id argument: a non-empty string, no whitespace or controls.
-
-    The message names the argument, never its value (it may be a secret).
-    """
-    # The usual value, at once: printable with no space means no whitespace and no
-    # control characters at all, so it is neither blank nor injectable.
-    if type(value) is str and value and value.isprintable() and " " not in value:
-        return value
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be blank")
-    if _bad_text(value):
-        raise InvalidArgumentError(f"{name} must not contain whitespace or control characters")
-    return value
-
-
-# The usual id (ClearTax's are 24 hex digits) needs neither quoting nor a closer look.
-_PLAIN_SEGMENT: Final = re.compile(
-    "[" + re.escape("".join(sorted(_SAFE_SEGMENT_CHARS))) + "]+"
-).fullmatch
-
-
-def check_activity_id(activity_id: object) -> str:
-    """Validate an activity id: one safe URL path segment. Returns it percent-quoted."""
-    if (
-        type(activity_id) is str
-        and _PLAIN_SEGMENT(activity_id)
-        and ".." not in activity_id
-        and activity_id != "."
-    ):
-        return activity_id
-    value = check_token_like(activity_id, "activity_id")
-    if value in (".", "..") or ".." in value or not _PATH_BREAKERS.isdisjoint(value):
-        raise InvalidArgumentError(
-            "activity_id must be a single path segment (no '/', '\\', '..', '?', '#', '%')"
-        )
-    if _SAFE_SEGMENT_CHARS.issuperset(value):
-        return value
-    return quote(value, safe="".join(sorted(_SAFE_SEGMENT_CHARS)))
-
-
-def check_positive(value: object, name: str, *, allow_none: bool) -> float | None:
-    """Validate a positive, finite number of seconds (or ``None`` where allowed)."""
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def _per_call(timeout: object) -> float | None:
@@ -149,6 +83,7 @@ class BaseClient:
         user_agent: str | None = None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | URL | None = None,
         trust_env: bool = False,
         on_request: RequestHook | None = None,
@@ -174,6 +109,9 @@ class BaseClient:
             trace_configs: extra ``aiohttp.TraceConfig`` for the client's own session.
             ssl: an ``ssl.SSLContext`` (e.g. a private CA), ``True`` to verify with the
                 system's CAs, or ``False`` (loopback ``base_url`` only) to skip checks.
+            max_response_bytes: the cap on any answer's body after decompression (default
+                1 MiB: ClearTax's answers are a few KB); over it, reading stops and the call
+                raises :class:`ResponseTooLargeError`.
             proxy: an http(s):// forward proxy for the client's own session; credentials
                 in it (``http://user:pass@host:port``) go to the proxy only, never shown.
             trust_env: read ``HTTP(S)_PROXY``/``NO_PROXY`` (and ``.netrc``) from the
@@ -218,6 +156,10 @@ class BaseClient:
             raise InvalidArgumentError("user_agent must be a non-blank string without controls")
         self._user_agent = user_agent
         self._max_connections = max_connections
+        try:
+            max_response_bytes = check_max_response_bytes(max_response_bytes)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         self._transport = Transport(
             base_url=self._base_url,
             timeout=self._timeout,
@@ -227,6 +169,7 @@ class BaseClient:
             rate_limit=self._rate_limit,
             trace_configs=trace_configs,
             ssl=ssl,
+            max_response_bytes=max_response_bytes,
             proxy=proxy_url,
             trust_env=trust_env,
             on_request=on_request,

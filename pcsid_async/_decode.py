@@ -95,17 +95,21 @@ def _scrub_detail(detail: ErrorDetail, secrets: tuple[str, ...]) -> ErrorDetail:
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
     """Parse ``Retry-After`` (delay-seconds or an HTTP date) into seconds from now.
 
-    Returns ``None`` when absent or unreadable; never a negative number.
+    Returns ``None`` when absent or unreadable (non-ASCII, not finite, a garbled date);
+    never a negative number (a negative delay or a date in the past is 0). A value past the
+    client's ``max_retry_after`` is capped or refused by the caller, never slept.
     """
     if value is None:
         return None
     text = value.strip()
+    if not text.isascii():  # delay-seconds and HTTP dates are ASCII (float() takes "١٢")
+        return None
     try:
         seconds = float(text)
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)

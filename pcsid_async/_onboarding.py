@@ -20,11 +20,12 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from ._client import BaseClient, _per_call, check_token_like
+from ._client import BaseClient, _per_call
 from ._decode import _decode_success, _scrub_detail, stamp
 from ._errors import InvalidArgumentError
 from ._models import DeviceIdResult, DeviceRegistrationResult, FrozenMap
 from ._serde import _structure, wire_name
+from ._validate import check_token_like
 
 __all__ = [
     "GENERATE_CSR_PATH",

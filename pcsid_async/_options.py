@@ -19,6 +19,7 @@ from yarl import URL
 
 from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
+from ._retrying import Retries
 from ._transport import Transport
 
 __all__ = ["UNSET", "TransportView", "Unset", "check_proxy", "check_session_options"]
@@ -85,8 +86,9 @@ class TransportView(Transport):
         self._parent = parent
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._policy = retry
-        self._retry_safe = self._retrier(safe=True)(self._attempt)
-        self._retry_unsafe = self._retrier(safe=False)(self._attempt)
+        self._retries = Retries(retry)
+        self._retry_safe = self._retries.wrap(self._attempt, safe=True)
+        self._retry_unsafe = self._retries.wrap(self._attempt, safe=False)
 
     # The parent's live state, read through (properties win over instance attributes).
     @property

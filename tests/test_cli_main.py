@@ -28,6 +28,7 @@ from _cli_support import (  # noqa: F401
     write_csv,
 )
 
+import pcsid_async
 from pcsid_async import (
     PRODUCTION_URL,
     SANDBOX_URL,
@@ -48,7 +49,11 @@ class TestParser:
     ) -> None:
         monkeypatch.setattr(sys, "argv", ["pcsid-async", "--version"])
         with pytest.raises(SystemExit) as raised:
-            runpy.run_module("pcsid_async", run_name="__main__")
+            # run_path, not run_module: pytest's assertion rewriter (the package is a pytest plugin)
+            # cannot hand runpy a module's code object.
+            runpy.run_path(
+                str(Path(pcsid_async.__file__).parent / "__main__.py"), run_name="__main__"
+            )
         assert raised.value.code == 0
         assert __version__ in capsys.readouterr().out
 

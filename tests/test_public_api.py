@@ -59,6 +59,7 @@ EXPECTED_NAMES = {
     "RateLimitError",
     "RenewalResult",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
     # renew_many's request and outcome types (the batch layer).
