@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final
 
 import aiohttp
 from yarl import URL
@@ -29,7 +29,7 @@ from ._decode import (
 from ._errors import InvalidArgumentError
 from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
-from ._options import UNSET, TransportView, Unset, check_session_options
+from ._options import OptionsMixin, check_session_options
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
 from ._validate import check_activity_id, check_positive, check_token_like
@@ -50,7 +50,6 @@ PRODUCTION_URL: Final = "https://api.cleartax.com/middle-east/ksa/einvoicing"
 RENEW_PATH: Final = "/onboarding/renew-pcsid"
 GENERATE_PATH: Final = "/onboarding/generate-csid"
 _MAX_CACHED_VATS: Final = 1024
-_C = TypeVar("_C", bound="BaseClient")
 
 
 def _per_call(timeout: object) -> float | None:
@@ -63,7 +62,7 @@ def _default_user_agent() -> str:
     return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
 
 
-class BaseClient:
+class BaseClient(OptionsMixin):
     """ClearTax KSA onboarding calls: ``renew``, ``get_status``, ``generate_csid``.
 
     Not used directly: :class:`~pcsid_async.PcsidClient` is this plus polling and batches.
@@ -225,40 +224,6 @@ class BaseClient:
     def max_connections(self) -> int:
         """The most requests in flight at once through this client."""
         return self._max_connections
-
-    def with_options(
-        self: _C,
-        *,
-        timeout: float | Unset | None = UNSET,
-        retry: RetryPolicy | Unset = UNSET,
-    ) -> _C:
-        """A view of this client with another per-attempt timeout or retry policy.
-
-        Cheap (no new session): the view shares this client's connections, concurrency
-        gate, rate limit, ``Retry-After`` pauses and hooks. It has no lifecycle of its own:
-        closing it does nothing, and it is closed when this client is::
-
-            slow = client.with_options(timeout=120.0, retry=RetryPolicy(max_attempts=1))
-            await slow.renew(device_id, otp)
-
-        Args:
-            timeout: seconds per attempt, or ``None`` for no limit; default: this client's.
-            retry: the :class:`RetryPolicy`; default: this client's.
-
-        """
-        new_timeout = self._timeout
-        if not isinstance(timeout, Unset):
-            new_timeout = check_positive(timeout, "timeout", allow_none=True)
-        new_retry = self._retry
-        if not isinstance(retry, Unset):
-            if not isinstance(retry, RetryPolicy):
-                raise InvalidArgumentError("retry must be a RetryPolicy")
-            new_retry = retry
-        view = object.__new__(type(self))
-        vars(view).update(vars(self))
-        view._timeout, view._retry = new_timeout, new_retry
-        view._transport = TransportView(self._transport, timeout=new_timeout, retry=new_retry)
-        return view
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

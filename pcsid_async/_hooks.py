@@ -13,12 +13,22 @@ never break a renewal.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import attrs
 
-__all__ = ["RequestEvent", "RequestHook", "ResponseEvent", "ResponseHook", "describe", "emit"]
+__all__ = [
+    "RequestEvent",
+    "RequestHook",
+    "ResponseEvent",
+    "ResponseHook",
+    "describe",
+    "emit",
+    "request_event",
+    "response_event",
+]
 
 logger: Final = logging.getLogger("pcsid_async")
 
@@ -103,3 +113,48 @@ def emit(hook: Callable[[_Event], object], event: _Event) -> None:
         hook(event)
     except Exception:
         logger.warning("event hook %r raised; ignored", hook, exc_info=True)
+
+
+class _Attempt(Protocol):
+    """What the events read of the transport's per-call state."""
+
+    method: str
+    path: str
+    attempt: int
+    sent_at: float | None
+
+
+def request_event(hook: RequestHook | None, state: _Attempt) -> None:
+    """Start timing the attempt; tell ``hook`` (if any) it is about to be sent."""
+    state.sent_at = time.perf_counter()
+    if hook is not None:
+        endpoint, template = describe(state.path)
+        emit(hook, RequestEvent(endpoint, state.method, template, state.attempt))
+
+
+def response_event(
+    hook: ResponseHook | None,
+    state: _Attempt,
+    status: int | None,
+    request_id: str | None,
+    exc: BaseException | None,
+) -> None:
+    """Tell ``hook`` (if any) how the attempt ended: an answer, or the error it raised."""
+    assert state.sent_at is not None
+    elapsed, state.sent_at = time.perf_counter() - state.sent_at, None
+    if exc is not None:  # an answer's status and request id ride on its error, if any
+        status = getattr(exc, "status_code", None)
+        request_id = getattr(exc, "request_id", None)
+    if hook is not None:
+        endpoint, template = describe(state.path)
+        event = ResponseEvent(
+            endpoint,
+            state.method,
+            template,
+            state.attempt,
+            status,
+            elapsed,
+            request_id,
+            None if exc is None else type(exc),
+        )
+        emit(hook, event)

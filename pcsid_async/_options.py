@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -21,8 +21,16 @@ from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
 from ._retrying import Retries
 from ._transport import Transport
+from ._validate import check_positive
 
-__all__ = ["UNSET", "TransportView", "Unset", "check_proxy", "check_session_options"]
+__all__ = [
+    "UNSET",
+    "OptionsMixin",
+    "TransportView",
+    "Unset",
+    "check_proxy",
+    "check_session_options",
+]
 
 
 class Unset(enum.Enum):
@@ -112,3 +120,48 @@ class TransportView(Transport):
 
     async def close(self) -> None:
         """Do nothing: the session is the parent's, and closes with it."""
+
+
+_V = TypeVar("_V", bound="OptionsMixin")
+
+
+class OptionsMixin:
+    """``with_options`` for the client (its state is the client's: declared here, set there)."""
+
+    _timeout: float | None
+    _retry: RetryPolicy
+    _transport: Transport
+
+    def with_options(
+        self: _V,
+        *,
+        timeout: float | Unset | None = UNSET,
+        retry: RetryPolicy | Unset = UNSET,
+    ) -> _V:
+        """A view of this client with another per-attempt timeout or retry policy.
+
+        Cheap (no new session): the view shares this client's connections, concurrency
+        gate, rate limit, ``Retry-After`` pauses and hooks. It has no lifecycle of its own:
+        closing it does nothing, and it is closed when this client is::
+
+            slow = client.with_options(timeout=120.0, retry=RetryPolicy(max_attempts=1))
+            await slow.renew(device_id, otp)
+
+        Args:
+            timeout: seconds per attempt, or ``None`` for no limit; default: this client's.
+            retry: the :class:`RetryPolicy`; default: this client's.
+
+        """
+        new_timeout = self._timeout
+        if not isinstance(timeout, Unset):
+            new_timeout = check_positive(timeout, "timeout", allow_none=True)
+        new_retry = self._retry
+        if not isinstance(retry, Unset):
+            if not isinstance(retry, RetryPolicy):
+                raise InvalidArgumentError("retry must be a RetryPolicy")
+            new_retry = retry
+        view = object.__new__(type(self))
+        vars(view).update(vars(self))
+        view._timeout, view._retry = new_timeout, new_retry
+        view._transport = TransportView(self._transport, timeout=new_timeout, retry=new_retry)
+        return view

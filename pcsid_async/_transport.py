@@ -35,7 +35,7 @@ from ._deadlines import Deadline as _Deadline
 from ._deadlines import Deadlines as _Deadlines
 from ._decode import _request_id, parse_retry_after
 from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
-from ._hooks import RequestEvent, RequestHook, ResponseEvent, ResponseHook, describe, emit
+from ._hooks import RequestHook, ResponseHook, request_event, response_event
 from ._pacing import Gate as _Gate
 from ._pacing import Pacer as _Pacer
 from ._retrying import CALL_STARTED as _CALL_STARTED
@@ -256,7 +256,7 @@ class Transport:
                     deadline = self._deadlines.start(timeout.total)
                     timeout = _NO_AIOHTTP_TIMER
                 if self._on_request is not None or self._on_response is not None:
-                    self._request_event(state)
+                    request_event(self._on_request, state)
                 sending = _SENDING.set(trace)
                 try:
                     async with session.request(
@@ -309,11 +309,11 @@ class Transport:
                 self._maybe_pause(status, headers)
             answer = state.decode(status, headers, body)
             if state.sent_at is not None:
-                self._response_event(state, status, _request_id(headers), None)
+                response_event(self._on_response, state, status, _request_id(headers), None)
             return answer
         except PcsidError as exc:
             if state.sent_at is not None:
-                self._response_event(state, None, None, exc)
+                response_event(self._on_response, state, None, None, exc)
             if not state.handover or not self.is_retryable(exc, safe=state.safe):
                 raise
             state.replay = exc
@@ -327,38 +327,6 @@ class Transport:
         finally:
             _CALL_STARTED.reset(token)
         return result
-
-    def _request_event(self, state: _CallState[Any]) -> None:
-        state.sent_at = time.perf_counter()
-        if self._on_request is not None:
-            endpoint, template = describe(state.path)
-            emit(self._on_request, RequestEvent(endpoint, state.method, template, state.attempt))
-
-    def _response_event(
-        self,
-        state: _CallState[Any],
-        status: int | None,
-        request_id: str | None,
-        exc: BaseException | None,
-    ) -> None:
-        assert state.sent_at is not None
-        elapsed, state.sent_at = time.perf_counter() - state.sent_at, None
-        if exc is not None:  # an answer's status and request id ride on its error, if any
-            status = getattr(exc, "status_code", None)
-            request_id = getattr(exc, "request_id", None)
-        if self._on_response is not None:
-            endpoint, template = describe(state.path)
-            event = ResponseEvent(
-                endpoint,
-                state.method,
-                template,
-                state.attempt,
-                status,
-                elapsed,
-                request_id,
-                None if exc is None else type(exc),
-            )
-            emit(self._on_response, event)
 
     def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
         seconds = parse_retry_after(headers.get("Retry-After"))

@@ -109,6 +109,14 @@ class TestEvents:
         for secret in (TOKEN, otp, reg_otp, registered.activity_id):
             assert secret not in text
 
+    async def test_one_hook_alone_is_enough(self, make_client: ClientFactory) -> None:
+        recorder = Recorder()
+        async with ScriptedServer(reply(200, json=SUCCEEDED)) as server:
+            client = make_client(server.url, on_request=recorder.on_request)
+            await client.get_status(ACTIVITY)
+            await client.get_status(ACTIVITY)
+        assert [type(e) for e in recorder.events] == [RequestEvent, RequestEvent]
+
 
 class TestFailingHooks:
     async def test_a_raising_hook_is_logged_and_the_call_goes_on(
