@@ -32,6 +32,7 @@ from ._errors import (
     ResponseDecodeError,
     ResponseTooLargeError,
 )
+from ._hooks import RequestEvent, ResponseEvent
 from ._journal import RenewalJournal
 from ._models import (
     ActivityState,
@@ -39,10 +40,13 @@ from ._models import (
     CheckOutcome,
     ComplianceCheck,
     CsidGenerationResult,
+    DeviceIdResult,
+    DeviceRegistrationResult,
     ErrorDetail,
     GenerationStatus,
     RenewalResult,
 )
+from ._onboarding import DeviceDetails, OrganizationDetails
 from ._version import __version__
 
 __all__ = [
@@ -61,6 +65,9 @@ __all__ = [
     "ClientClosedError",
     "ComplianceCheck",
     "CsidGenerationResult",
+    "DeviceDetails",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
     "ErrorDetail",
     "EventLoopMismatchError",
     "GenerationStatus",
@@ -69,6 +76,7 @@ __all__ = [
     "InvalidArgumentError",
     "JournalError",
     "NotFoundError",
+    "OrganizationDetails",
     "OtpExpiredError",
     "OutcomeState",
     "PcsidClient",
@@ -79,7 +87,9 @@ __all__ = [
     "RenewalOutcome",
     "RenewalRequest",
     "RenewalResult",
+    "RequestEvent",
     "ResponseDecodeError",
+    "ResponseEvent",
     "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",

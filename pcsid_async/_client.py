@@ -27,7 +27,9 @@ from ._decode import (
     parse_retry_after,
 )
 from ._errors import InvalidArgumentError
+from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
+from ._options import OptionsMixin, check_session_options
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
 from ._validate import check_activity_id, check_positive, check_token_like
@@ -50,12 +52,17 @@ GENERATE_PATH: Final = "/onboarding/generate-csid"
 _MAX_CACHED_VATS: Final = 1024
 
 
+def _per_call(timeout: object) -> float | None:
+    """A per-call ``timeout=``: ``None`` (the client's), or positive seconds."""
+    return None if timeout is None else check_positive(timeout, "timeout", allow_none=False)
+
+
 def _default_user_agent() -> str:
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
 
 
-class BaseClient:
+class BaseClient(OptionsMixin):
     """ClearTax KSA onboarding calls: ``renew``, ``get_status``, ``generate_csid``.
 
     Not used directly: :class:`~pcsid_async.PcsidClient` is this plus polling and batches.
@@ -76,6 +83,10 @@ class BaseClient:
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         ssl: ssl_module.SSLContext | bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         """Create a client. No I/O happens here; the session is created on first use.
 
@@ -100,6 +111,15 @@ class BaseClient:
             max_response_bytes: the cap on any answer's body after decompression (default
                 1 MiB: ClearTax's answers are a few KB); over it, reading stops and the call
                 raises :class:`ResponseTooLargeError`.
+            proxy: an http(s):// forward proxy for the client's own session; credentials
+                in it (``http://user:pass@host:port``) go to the proxy only, never shown.
+            trust_env: read ``HTTP(S)_PROXY``/``NO_PROXY`` (and ``.netrc``) from the
+                environment. Off by default: a service's proxy variables must not silently
+                route the auth token through a proxy nobody chose for this client.
+            on_request: a plain callable given a :class:`RequestEvent` before each attempt.
+            on_response: a plain callable given a :class:`ResponseEvent` after each attempt
+                (an answer or a failure). Events carry no secret; a hook that raises is
+                logged and ignored.
 
         Raises:
             ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
@@ -124,6 +144,7 @@ class BaseClient:
         self._retry = retry or RetryPolicy()
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
+        proxy_url = check_session_options(session, proxy, trust_env, on_request, on_response)
         if user_agent is None:
             user_agent = _default_user_agent()
         elif (
@@ -148,6 +169,10 @@ class BaseClient:
             trace_configs=trace_configs,
             ssl=ssl,
             max_response_bytes=max_response_bytes,
+            proxy=proxy_url,
+            trust_env=trust_env,
+            on_request=on_request,
+            on_response=on_response,
         )
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
@@ -239,7 +264,13 @@ class BaseClient:
     # --- the calls -----------------------------------------------------------------------------
 
     async def renew(
-        self, device_id: str, otp: str, *, vat: str | None = None, _stats: CallStats | None = None
+        self,
+        device_id: str,
+        otp: str,
+        *,
+        vat: str | None = None,
+        timeout: float | None = None,
+        _stats: CallStats | None = None,
     ) -> RenewalResult:
         """Renew a device's PCSID with a one-time password from ZATCA's Fatoora portal.
 
@@ -250,6 +281,7 @@ class BaseClient:
             device_id: the EGS unit's device id (it must already have a PCSID).
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`RenewalResult`; ``status`` is GENERATED on success.
@@ -271,10 +303,11 @@ class BaseClient:
             decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
             safe=False,
             stats=_stats,
+            timeout=_per_call(timeout),
         )
 
     async def generate_csid(
-        self, device_id: str, otp: str, *, vat: str | None = None
+        self, device_id: str, otp: str, *, vat: str | None = None, timeout: float | None = None
     ) -> CsidGenerationResult:
         """Generate a device's CSID and start the activity that generates its PCSID.
 
@@ -285,6 +318,7 @@ class BaseClient:
             device_id: the EGS unit's device id.
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`CsidGenerationResult`, carrying ``activity_id``.
@@ -300,9 +334,12 @@ class BaseClient:
             body=body,
             decode=partial(decode_csid, method="POST", path=GENERATE_PATH, secrets=secrets),
             safe=False,
+            timeout=_per_call(timeout),
         )
 
-    async def get_status(self, activity_id: str, *, vat: str | None = None) -> ActivityStatus:
+    async def get_status(
+        self, activity_id: str, *, vat: str | None = None, timeout: float | None = None
+    ) -> ActivityStatus:
         """Read a PCSID generation activity's status once.
 
         A FAILED activity is an answer, not an error: the provider sends it as HTTP 500 with
@@ -311,6 +348,7 @@ class BaseClient:
         Args:
             activity_id: ``PcsidGenerationActivityId`` from :meth:`generate_csid`.
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`ActivityStatus`.
@@ -325,6 +363,7 @@ class BaseClient:
             body=None,
             decode=activity_decoder(str(activity_id), path, self._secrets),
             safe=True,
+            timeout=_per_call(timeout),
         )
 
     async def _poll_status(

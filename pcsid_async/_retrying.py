@@ -145,6 +145,7 @@ class CallState(Generic[_T]):
         "path",
         "replay",
         "safe",
+        "sent_at",
         "started",
         "stats",
         "timeout",
@@ -171,3 +172,4 @@ class CallState(Generic[_T]):
         self.replay: PcsidError | None = None
         self.handover = False  # a retryable failure goes to backoff (first attempt only)
         self.started = 0.0  # time.monotonic() at the call's start, when it may retry
+        self.sent_at: float | None = None  # perf_counter() at this attempt's send (hooks only)

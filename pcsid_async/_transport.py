@@ -33,8 +33,9 @@ from ._deadlines import HAS_UNCANCEL as _HAS_UNCANCEL
 from ._deadlines import NO_AIOHTTP_TIMER as _NO_AIOHTTP_TIMER
 from ._deadlines import Deadline as _Deadline
 from ._deadlines import Deadlines as _Deadlines
-from ._decode import parse_retry_after
+from ._decode import _request_id, parse_retry_after
 from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
+from ._hooks import RequestHook, ResponseHook, request_event, response_event
 from ._loops import close_with_loop, other_loop
 from ._pacing import Gate as _Gate
 from ._pacing import Pacer as _Pacer
@@ -104,7 +105,15 @@ class Transport:
         trace_configs: Iterable[aiohttp.TraceConfig] | None,
         ssl: ssl_module.SSLContext | bool,
         max_response_bytes: int,
+        proxy: URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
+        self._proxy = proxy
+        self._trust_env = trust_env
+        self._on_request = on_request
+        self._on_response = on_response
         self._base = str(base_url).rstrip("/")
         self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -166,6 +175,8 @@ class Transport:
                 timeout=self._timeout,
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
+                proxy=self._proxy,
+                trust_env=self._trust_env,
             )
             self._closer = close_with_loop(self._session)
         return self._session
@@ -274,6 +285,8 @@ class Transport:
                     assert self._deadlines is not None  # made with the session
                     deadline = self._deadlines.start(timeout.total)
                     timeout = _NO_AIOHTTP_TIMER
+                if self._on_request is not None or self._on_response is not None:
+                    request_event(self._on_request, state)
                 sending = _SENDING.set(trace)
                 try:
                     async with session.request(
@@ -324,8 +337,13 @@ class Transport:
                 gate.give()
             if status in _PAUSING:
                 self._maybe_pause(status, headers)
-            return state.decode(status, headers, body)
+            answer = state.decode(status, headers, body)
+            if state.sent_at is not None:
+                response_event(self._on_response, state, status, _request_id(headers), None)
+            return answer
         except PcsidError as exc:
+            if state.sent_at is not None:
+                response_event(self._on_response, state, None, None, exc)
             if not state.handover or not self.is_retryable(exc, safe=state.safe):
                 raise
             state.replay = exc

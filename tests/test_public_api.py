@@ -71,6 +71,13 @@ EXPECTED_NAMES = {
     "InterruptedRenewalError",
     "JournalError",
     "RenewalJournal",
+    # issue 14: the rest of onboarding, and the event hooks' events.
+    "DeviceDetails",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
+    "OrganizationDetails",
+    "RequestEvent",
+    "ResponseEvent",
 }
 
 

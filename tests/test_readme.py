@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -158,3 +159,58 @@ class TestExamplesHaveNoAbsoluteDates:
         blocks = re.findall(r"```\w*\n(.*?)```", text, re.DOTALL)
         for block in blocks:
             assert not re.search(r"\b20\d\d-\d\d-\d\d", block), block
+
+
+def _more_of_the_api() -> str:
+    """The "More of the API" snippets as one script: inside the Quickstart's main()."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## More of the API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) >= 4, "the section lost its examples"
+    code = "\n".join(blocks).splitlines()
+    # The snippets' imports go to the top, as a reader's module would have them.
+    imports = "\n".join(line for line in code if line.startswith(("from ", "import ")))
+    rest = "\n".join(line for line in code if not line.startswith(("from ", "import ")))
+    body = textwrap.indent(rest, " " * 8)
+    return f"""\
+import asyncio
+import os
+
+from pcsid_async import PcsidClient
+{imports}
+
+
+async def main() -> None:
+    token, vat = os.environ["CLEARTAX_AUTH_TOKEN"], os.environ["CLEARTAX_VAT"]
+    device_id, otp = os.environ["DEVICE_ID"], os.environ["OTP"]
+    another_otp = os.environ["ANOTHER_OTP"]
+    async with PcsidClient(token, vat, base_url=os.environ["BASE_URL"]) as client:
+{body}
+
+asyncio.run(main())
+"""
+
+
+class TestMoreOfTheApi:
+    async def test_the_snippets_run_against_the_fake(self, tmp_path: Path) -> None:
+        async with FakeClearTax(token=TOKEN, activity_polls=1) as fake:
+            device = fake.add_device(has_pcsid=False)
+            script = tmp_path / "more.py"
+            script.write_text(_more_of_the_api())
+            env = dict(
+                os.environ,
+                CLEARTAX_AUTH_TOKEN=TOKEN,
+                CLEARTAX_VAT=fake.vat,
+                BASE_URL=fake.url,
+                DEVICE_ID=device,
+                OTP=fake.issue_otp(),
+                ANOTHER_OTP=fake.issue_otp(),
+            )
+            code, text, err = await _run_script(script, env)
+            assert code == 0, err
+            registered = fake.device_by_serial("1-Acme|2-T500|3-SN000777")
+        assert "request id: None HTTP 200" in text
+        assert "{('get_status', '200'): 1}" in text
+        assert f"registered: {registered.device_id} SUCCEEDED" in text
+        assert "same id: True existed: True" in text
+        assert TOKEN not in text + err
