@@ -59,8 +59,10 @@ def peer_ended(connection: Connection) -> bool:
 
 def refused_unsent(exc: BaseException) -> bool:
     """Whether ``exc`` shows aiohttp refused the request's one write: nothing was sent."""
-    if not ONE_WRITE:
-        return False
+    return ONE_WRITE and _refusal_in_chain(exc)
+
+
+def _refusal_in_chain(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

@@ -18,9 +18,10 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
+from _hostile_server import HostileServer, answer
 
 from pcsid_async import APIConnectionError, OutcomeState, PcsidClient, RetryPolicy
-from pcsid_async._stale import ONE_WRITE, refused_unsent
+from pcsid_async._stale import ONE_WRITE, peer_ended, refused_unsent
 
 TOKEN = "tok-stale-0123456789"
 VAT = "300000000000003"
@@ -30,7 +31,7 @@ SECOND = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 FAST = RetryPolicy(initial_delay=0.001, max_delay=0.002)
 
 
-class StaleServer:
+class StaleServer(HostileServer):
     """HTTP/1.1 with keep-alive; ends its first connection after the first answer per ``mode``.
 
     ``immediately``: half-closes in the same step as the answer (FIN right behind it).
@@ -39,6 +40,7 @@ class StaleServer:
     """
 
     def __init__(self, mode: str) -> None:
+        super().__init__(answer(200, b""))  # its url and lifecycle; _handle is our own
         self.mode = mode
         self.bodies: list[str] = []  # device ids of the POST bodies received whole
         self.stray = 0  # bytes received on the ended connection after its answer
@@ -46,23 +48,6 @@ class StaleServer:
         self.closed = asyncio.Event()
         self.done = asyncio.Event()  # the ended connection's handler has finished
         self._connections = 0
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> StaleServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(Exception):
-            self._server.close_clients()  # type: ignore[attr-defined]  # 3.13+
-        await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1
@@ -226,11 +211,13 @@ class TestRefusalProof:
         assert not refused_unsent(looped)
 
     def test_peer_ended_without_a_socket_leaves_it_to_aiohttp(self) -> None:
-        from pcsid_async._stale import peer_ended
-
         protocol = SimpleNamespace(is_connected=lambda: True)
         transport = SimpleNamespace(get_extra_info=lambda name: None)
         connection = SimpleNamespace(protocol=protocol, transport=transport)
         assert not peer_ended(connection)  # type: ignore[arg-type]
         gone = SimpleNamespace(protocol=None, transport=None)
         assert peer_ended(gone)  # type: ignore[arg-type]
+        odd = SimpleNamespace(fileno=lambda: -1)  # a descriptor select() cannot take
+        transport = SimpleNamespace(get_extra_info=lambda name: odd)
+        connection = SimpleNamespace(protocol=protocol, transport=transport)
+        assert not peer_ended(connection)  # type: ignore[arg-type]
