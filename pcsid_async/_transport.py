@@ -15,22 +15,15 @@ Every request goes through :meth:`Transport.call`:
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextvars
-import ipaddress
 import logging
-import math
 import random
 import ssl as ssl_module
-import sys
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import backoff
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from yarl import URL
 
 from ._config import RetryPolicy
@@ -44,8 +37,19 @@ from ._errors import (
     PcsidError,
     RateLimitError,
 )
+from ._pacing import _HAS_UNCANCEL, _NO_AIOHTTP_TIMER, _Deadline, _Deadlines, _Gate, _Pacer
+from ._sending import (
+    _CALL_STARTED,
+    _SENDING,
+    CallStats,
+    _CallState,
+    _Connector,
+    _describe,
+    _SendTrace,
+    check_base_url,
+)
 
-__all__ = ["CallStats", "Decoder", "Transport"]
+__all__ = ["CallStats", "Decoder", "Transport", "check_base_url"]
 
 _T = TypeVar("_T")
 Decoder = Callable[[int, Mapping[str, str], bytes], _T]
@@ -61,242 +65,6 @@ _PERMANENT_CONNECT_ERRORS: Final = (
 )
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
-
-
-class CallStats:
-    """Filled in by :meth:`Transport.call` for callers that report attempts (the batch)."""
-
-    __slots__ = ("attempts",)
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-
-class _SendTrace:
-    """Per-request trace context: whether aiohttp started writing this request."""
-
-    __slots__ = ("written",)
-
-    def __init__(self) -> None:
-        self.written = False
-
-
-# The request the current task is sending through our own session (set around each send).
-_SENDING: Final[contextvars.ContextVar[_SendTrace | None]] = contextvars.ContextVar(
-    "pcsid_async_sending", default=None
-)
-
-
-# When the call whose retries backoff is running began (set around backoff by Transport.call).
-_CALL_STARTED: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
-    "pcsid_async_call_started", default=None
-)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """The owned session's connector: it marks the request in flight as written.
-
-    aiohttp writes the request line and headers as soon as ``connect`` hands over a
-    connection, with no suspension in between, so "got a connection" is "began writing":
-    if it never happened, not one byte of the request went out. (An aiohttp TraceConfig
-    tells the same but costs a trace object and five signals per request: about a tenth
-    of a call's CPU.)
-    """
-
-    async def connect(
-        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
-    ) -> Connection:
-        connection = await super().connect(req, traces, timeout)
-        trace = _SENDING.get()
-        if trace is not None:
-            trace.written = True
-        return connection
-
-
-class _Pacer:
-    """A client-wide pause (server's Retry-After) and an optional requests-per-second spacing."""
-
-    __slots__ = ("_interval", "_last_start", "_next_slot", "_paused_until")
-
-    def __init__(self, rate_limit: float | None) -> None:
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        self._next_slot = 0.0
-        self._last_start = -math.inf
-        self._paused_until = 0.0
-
-    @property
-    def paused_until(self) -> float:
-        """The loop time until which no new request may start."""
-        return self._paused_until
-
-    @property
-    def idle(self) -> bool:
-        """Whether no pause was ever asked for and there is no rate limit: nothing to wait for.
-
-        Checked before :meth:`wait`, so the usual request skips a coroutine and a clock read.
-        """
-        return not (self._interval or self._paused_until)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every new request for ``seconds`` from now (never shortens a running pause)."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._paused_until = max(until, self._paused_until)
-
-    async def wait(self) -> None:
-        """Return when a new request may start."""
-        loop = asyncio.get_running_loop()
-        slot: float | None = None
-        while True:
-            now = loop.time()
-            if self._paused_until > now:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            if self._interval:
-                if slot is None:  # our place in line, kept across pauses and re-checks
-                    slot = max(now, self._next_slot)
-                    self._next_slot = slot + self._interval
-                # Also one interval after the last actual start: when a busy loop wakes
-                # overdue waiters together, they must not go out in a burst.
-                start = max(slot, self._last_start + self._interval)
-                if start > now:
-                    await asyncio.sleep(start - now)
-                    continue
-                self._last_start = now
-            return
-
-
-class _Gate:
-    """A FIFO counting gate: ``asyncio.Semaphore`` without its per-call coroutines.
-
-    Taking a free slot is a plain method call (every request takes one); only a request
-    that must queue awaits. A slot is handed straight to the oldest waiter, so a request
-    arriving later never overtakes one already queued.
-    """
-
-    __slots__ = ("_free", "_waiters")
-
-    def __init__(self, slots: int) -> None:
-        self._free = slots
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def try_take(self) -> bool:
-        """Take a slot if one is free and nobody is queued; never waits."""
-        if self._free and not self._waiters:
-            self._free -= 1
-            return True
-        return False
-
-    async def take(self) -> None:
-        """Wait in line for a slot (after :meth:`try_take` said no)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give()  # handed a slot as we were cancelled: pass it on
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def give(self) -> None:
-        """Return a slot: to the oldest waiter still waiting, else to the pool."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
-
-
-# Python 3.11 added Task.cancelling()/uncancel(), which tell our timer's cancellation from a
-# caller's; 3.10 has neither, so there aiohttp's own timer is used.
-_HAS_UNCANCEL: Final = sys.version_info >= (3, 11)
-_NO_AIOHTTP_TIMER: Final = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
-
-
-class _Deadline:
-    """One attempt's deadline: an entry of :class:`_Deadlines` (plain slots, no ``__init__``)."""
-
-    __slots__ = ("bucket", "cancelling", "fired", "task")
-
-    bucket: set[_Deadline]
-    cancelling: int
-    fired: bool
-    task: asyncio.Task[Any]
-
-    def close(self, exc: BaseException | None) -> bool:
-        """End the deadline; ``True`` when ``exc`` is its own cancellation (a timeout).
-
-        Like ``asyncio.timeout``'s exit: the CancelledError becomes a timeout only if nobody
-        else asked to cancel the task meanwhile, so a caller's cancellation always wins.
-        """
-        self.bucket.discard(self)
-        if not self.fired:
-            return False
-        if sys.version_info >= (3, 11):  # pragma: no branch - only used there (_HAS_UNCANCEL)
-            mine = self.task.uncancel() <= self.cancelling
-            return mine and isinstance(exc, asyncio.CancelledError)
-        return False  # pragma: no cover
-
-
-class _Deadlines:
-    """Per-attempt deadlines of one client, with ``asyncio.timeout``'s semantics, sharing timers.
-
-    aiohttp's own total timer un-cancels the task once per nested use, so a caller's
-    cancellation that lands with it is turned into a timeout and retried away. Like
-    ``asyncio.timeout`` (3.11+), a deadline here cancels its task when it expires and counts
-    cancellations on exit (see :meth:`_Deadline.close`).
-
-    The difference is cost. A timer per request means a Python ``TimerHandle``, a push onto
-    the loop's heap (log n Python comparisons, and n grows with every cancelled handle until
-    the loop cleans up) and a cancel. Here deadlines that expire in the same slice of time
-    share one timer: each slice is 1/32 of the timeout (between 0.5 and 50 ms), and a
-    deadline fires at the end of its slice, so up to that much late and never early. At
-    thousands of requests a second most requests add themselves to a set and leave it.
-    """
-
-    __slots__ = ("_buckets", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._buckets: dict[int, set[_Deadline]] = {}
-
-    def start(self, seconds: float) -> _Deadline:
-        """A deadline ``seconds`` from now for the current task."""
-        loop = self._loop
-        task = asyncio.current_task(loop)
-        if task is None:  # pragma: no cover - call() only ever runs inside a task
-            raise RuntimeError("a request deadline needs a running task")
-        deadline = _Deadline()
-        deadline.task = task
-        deadline.cancelling = 0
-        if sys.version_info >= (3, 11):  # pragma: no branch - only used there (_HAS_UNCANCEL)
-            deadline.cancelling = task.cancelling()
-        deadline.fired = False
-        grain = min(50_000, max(500, int(seconds * 31_250)))  # 1/32 of it, in microseconds
-        key = math.ceil((loop.time() + seconds) * 1_000_000 / grain) * grain
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            loop.call_at(key / 1_000_000, self._expire, key)
-        bucket.add(deadline)
-        deadline.bucket = bucket
-        return deadline
-
-    def _expire(self, key: int) -> None:
-        for deadline in self._buckets.pop(key):
-            deadline.fired = True
-            deadline.task.cancel()
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Transport:
@@ -628,74 +396,3 @@ class Transport:
             path=state.path,
             may_have_reached_server=reached,
         )
-
-
-def _describe(exc: BaseException) -> str:
-    # aiohttp's messages name host and port, never headers or bodies.
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected without answering"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {exc}"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _CallState(Generic[_T]):
-    """Per-call state threaded through the retries of one logical call."""
-
-    __slots__ = (
-        "attempt",
-        "body",
-        "decode",
-        "handover",
-        "headers",
-        "method",
-        "path",
-        "replay",
-        "safe",
-        "started",
-        "stats",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        decode: Callable[[int, Mapping[str, str], bytes], _T],
-        safe: bool,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.decode = decode
-        self.safe = safe
-        self.attempt = 0
-        self.timeout: aiohttp.ClientTimeout | None = None
-        self.stats: CallStats | None = None
-        self.replay: PcsidError | None = None
-        self.handover = False  # a retryable failure goes to backoff (first attempt only)
-        self.started = 0.0  # time.monotonic() at the call's start, when it may retry
-
-
-def check_base_url(base_url: str | URL, *, ssl: ssl_module.SSLContext | bool) -> URL:
-    """Validate ``base_url``: https (http only for loopback hosts), a host, no query."""
-    try:
-        url = URL(str(base_url))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"base_url is not a URL: {exc}") from None
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ValueError("base_url must be an absolute https:// URL")
-    loopback = _is_loopback_host(url.host)
-    if url.scheme == "http" and not loopback:
-        raise ValueError("base_url must use https (plain http is allowed only for loopback hosts)")
-    if url.user or url.password:
-        raise ValueError("base_url must not carry credentials")
-    if url.query_string or url.fragment:
-        raise ValueError("base_url must not have a query or fragment")
-    if ssl is False and not loopback:
-        raise ValueError("ssl=False (no certificate verification) is allowed only for loopback")
-    return url.with_path(url.path.rstrip("/")) if url.path != "/" else url.with_path("")

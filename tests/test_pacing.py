@@ -1,5 +1,6 @@
-"""The transport's parts: the concurrency gate (bounded, FIFO, cancellation-safe) and the
-shared-timer deadlines (asyncio.timeout's semantics: never early, a caller's cancel wins)."""
+"""The transport's primitives (pcsid_async._pacing): the concurrency gate (bounded, FIFO,
+cancellation-safe), the pacer and the shared-timer deadlines (asyncio.timeout's semantics:
+never early, a caller's cancel wins)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import pytest
 from conftest import ClientFactory
 
-from pcsid_async._transport import _Deadlines, _Gate
+from pcsid_async._pacing import _Deadlines, _Gate
 from pcsid_async.testing import FakeClearTax
 
 
