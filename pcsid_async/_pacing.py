@@ -12,27 +12,60 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import sys
+import time
 from typing import Any, Final
 
 import aiohttp
 
+# How late (in seconds) the event loop may start a request and still have the lost time made
+# up: above the usual timer lateness (epoll rounds waits up to whole ms; a busy loop adds more),
+# below any pause a person would call a stall.
+_LATENESS_ALLOWANCE: Final = 0.010
+# ``rate_limit`` counts requests per second: the window every 1 s bound refers to.
+_WINDOW: Final = 1.0
+
 
 class _Pacer:
-    """A client-wide pause (server's Retry-After) and an optional requests-per-second spacing."""
+    """A client-wide pause (server's Retry-After) and an optional requests-per-second limit.
 
-    __slots__ = ("_interval", "_last_start", "_next_slot", "_paused_until")
+    The limit is virtual scheduling (GCRA) on an ideal timeline, not spacing from the last
+    actual start (which lets the event loop's lateness add up: 0.82 x the limit at 200/s).
+    Each start has a slot; slots are an interval ``T = (1 s + J) / rate_limit`` apart, with
+    ``J`` the lateness allowance (10 ms); a request never starts before its slot, and they
+    start in the order they asked (FIFO).
+
+    - Late starts: a request the loop starts at most ``J`` after its slot leaves the next
+      slot where it was, so lateness never accumulates and a busy consumer gets
+      ``rate_limit / (1 + J/1 s)``, 0.99 x the limit. Later than ``J`` (a stalled loop, or
+      nobody was waiting: idle) the timeline restarts at that start: no burst makes up for
+      the stall, and idle time banks at most ``J`` of credit.
+    - The bound: any ``n + 1`` starts span at least ``n T - J``, so ``rate_limit + 1``
+      starts span at least 1 s: no 1 s window ever holds more than ``rate_limit`` starts
+      (``ceil(rate_limit)`` for a fractional one). The burst is that tolerance: two starts
+      are never closer than ``T - J`` (at most ``1 + J/T`` together, only to make up
+      lateness; one at a time below 100/s).
+    - Pauses: a ``Retry-After`` holds every start until it ends and moves the timeline to
+      its end, so the requests held back go out one interval apart from then, not at once.
+
+    Times are ``time.monotonic()``: uvloop's ``loop.time()`` is a cached millisecond clock,
+    and its timers may fire early by that much; a release that comes early waits again.
+    """
+
+    __slots__ = ("_interval", "_paused_until", "_slot", "_timer", "_waiters")
 
     def __init__(self, rate_limit: float | None) -> None:
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        self._next_slot = 0.0
-        self._last_start = -math.inf
+        self._interval = (_WINDOW + _LATENESS_ALLOWANCE) / rate_limit if rate_limit else 0.0
+        self._slot = -math.inf  # the next start's place on the timeline (GCRA's TAT)
         self._paused_until = 0.0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def paused_until(self) -> float:
-        """The loop time until which no new request may start."""
+        """The ``time.monotonic()`` until which no new request may start."""
         return self._paused_until
 
     @property
@@ -45,30 +78,57 @@ class _Pacer:
 
     def pause(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` from now (never shortens a running pause)."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._paused_until = max(until, self._paused_until)
+        until = time.monotonic() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self._slot = max(self._slot, until)  # no catch-up burst once the pause ends
 
     async def wait(self) -> None:
-        """Return when a new request may start."""
-        loop = asyncio.get_running_loop()
-        slot: float | None = None
-        while True:
-            now = loop.time()
-            if self._paused_until > now:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            if self._interval:
-                if slot is None:  # our place in line, kept across pauses and re-checks
-                    slot = max(now, self._next_slot)
-                    self._next_slot = slot + self._interval
-                # Also one interval after the last actual start: when a busy loop wakes
-                # overdue waiters together, they must not go out in a burst.
-                start = max(slot, self._last_start + self._interval)
-                if start > now:
-                    await asyncio.sleep(start - now)
-                    continue
-                self._last_start = now
+        """Return when a new request may start (at once if its slot has come, nobody queued)."""
+        if not self._waiters and self._admit(time.monotonic()):
             return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        if self._timer is None:
+            self._arm(loop)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):  # not there: it was let through, slot spent
+                self._waiters.remove(waiter)
+            raise
+
+    def _admit(self, now: float) -> bool:
+        """Take the next slot if a request may start at ``now``."""
+        if now < self._paused_until:
+            return False
+        interval = self._interval
+        if interval:
+            slot = self._slot
+            if now < slot:
+                return False
+            # At most the allowance late: the timeline holds. Later: it restarts now.
+            self._slot = (slot if now - slot <= _LATENESS_ALLOWANCE else now) + interval
+        return True
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        delay = max(self._paused_until, self._slot) - time.monotonic()
+        self._timer = loop.call_later(max(delay, 0.0), self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let through, in order, every queued request whose slot has come; re-arm for the rest."""
+        self._timer = None
+        waiters = self._waiters
+        now = time.monotonic()
+        while waiters:
+            if waiters[0].done():  # cancelled, and its task has not run to leave the line yet
+                waiters.popleft()
+            elif self._admit(now):
+                waiters.popleft().set_result(None)
+            else:
+                self._arm(loop)
+                return
 
 
 class _Gate:
