@@ -221,6 +221,10 @@ class _Deadlines:
     share one timer: each slice is 1/32 of the timeout (between 0.5 and 50 ms), and a
     deadline fires at the end of its slice, so up to that much late and never early. At
     thousands of requests a second most requests add themselves to a set and leave it.
+
+    "Never early" is on ``time.monotonic()``, on every loop: uvloop's ``loop.time()`` is a
+    cached millisecond clock and its timers may fire up to a millisecond before the real
+    due time; a slice timer that fires early is re-armed for the rest.
     """
 
     __slots__ = ("_buckets", "_loop")
@@ -242,16 +246,21 @@ class _Deadlines:
             deadline.cancelling = task.cancelling()
         deadline.fired = False
         grain = min(50_000, max(500, int(seconds * 31_250)))  # 1/32 of it, in microseconds
-        key = math.ceil((loop.time() + seconds) * 1_000_000 / grain) * grain
+        now = time.monotonic()
+        key = math.ceil((now + seconds) * 1_000_000 / grain) * grain
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = set()
-            loop.call_at(key / 1_000_000, self._expire, key)
+            loop.call_later(key / 1_000_000 - now, self._expire, key)
         bucket.add(deadline)
         deadline.bucket = bucket
         return deadline
 
     def _expire(self, key: int) -> None:
+        early = key / 1_000_000 - time.monotonic()
+        if early > 0:  # uvloop's timers run on its cached millisecond clock: wait the rest
+            self._loop.call_later(early, self._expire, key)
+            return
         for deadline in self._buckets.pop(key):
             deadline.fired = True
             deadline.task.cancel()
