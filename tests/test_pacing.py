@@ -203,13 +203,27 @@ async def _starts(pacer: _Pacer, n: int) -> list[float]:
     return starts
 
 
+async def _worst_loop_lateness(stop: asyncio.Event) -> float:
+    """The most the event loop overslept a 1 ms sleep until ``stop`` is set."""
+    worst = 0.0
+    while not stop.is_set():
+        before = time.monotonic()
+        await asyncio.sleep(0.001)
+        worst = max(worst, time.monotonic() - before - 0.001)
+    return worst
+
+
 def _interval(rate: float) -> float:
     return (1.0 + _LATENESS_ALLOWANCE) / rate
 
 
 async def test_the_pacer_keeps_its_rate_and_no_1s_window_holds_more_than_the_limit() -> None:
     rate = 200.0
+    stop = asyncio.Event()
+    watchdog = asyncio.create_task(_worst_loop_lateness(stop))
     starts = await _starts(_Pacer(rate), 201)  # about 1 s
+    stop.set()
+    worst_lateness = await watchdog
     # The bound every window rests on: any n + 1 starts span at least n T - J (the burst
     # tolerance J; 2 ms more for a task resuming after it was let through).
     step = _interval(rate)
@@ -219,8 +233,11 @@ async def test_the_pacer_keeps_its_rate_and_no_1s_window_holds_more_than_the_lim
     assert starts[200] - starts[0] >= 1.0
     assert max(bisect.bisect_left(starts, t + 1.0) - k for k, t in enumerate(starts)) <= rate
     # ... and the loop's lateness never adds up: the rate over the run is kept (0.99 x by
-    # design: T is 1 % above 1/R so that the window bound holds with the tolerance).
-    assert (len(starts) - 1) / (starts[-1] - starts[0]) >= 0.98 * rate
+    # design: T is 1 % above 1/R so that the window bound holds with the tolerance). That is
+    # promised while the loop is never more than J late; a test process starved of CPU for
+    # longer (other jobs on every core) restarts the timeline, by design, without a burst.
+    if worst_lateness <= _LATENESS_ALLOWANCE:
+        assert (len(starts) - 1) / (starts[-1] - starts[0]) >= 0.98 * rate
 
 
 async def test_a_pause_holds_every_start_and_the_timeline_restarts_at_its_end() -> None:
