@@ -65,13 +65,11 @@ def _fast_checks(raw: Mapping[str, object]) -> FrozenMap[ComplianceCheck, CheckO
 def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | None:
     """Build the model straight from a well-typed body: what nearly every answer is.
 
-    Every status poll decodes one, so this reads the parsed JSON directly, with no
-    converter hooks and as few calls as possible (it is measured against raw aiohttp).
-    It returns ``None`` at the first value that is not exactly the usual type (a container
-    that is not an object, a numeric string, an epoch timestamp, an unknown enum value,
-    ...), and :func:`structure_activity` then decodes the body as before, with its
-    tolerances and its error messages. Both paths build equal models (tested on generated
-    bodies).
+    Every status poll decodes one, so this reads the parsed JSON with no converter hooks
+    and as few calls as possible. It returns ``None`` at the first value that is not
+    exactly the usual type (a container that is not an object, a numeric string, an epoch
+    timestamp, an unknown enum value, ...); :func:`~pcsid_async._serde.structure_activity`
+    then decodes the body with its tolerances and its error messages.
     """
     get = body.get
     status = get("Status")
