@@ -19,6 +19,7 @@ from ._errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    EventLoopMismatchError,
     InternalServerError,
     InterruptedRenewalError,
     InvalidArgumentError,
@@ -29,7 +30,9 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
+from ._hooks import RequestEvent, ResponseEvent
 from ._journal import RenewalJournal
 from ._models import (
     ActivityState,
@@ -37,10 +40,13 @@ from ._models import (
     CheckOutcome,
     ComplianceCheck,
     CsidGenerationResult,
+    DeviceIdResult,
+    DeviceRegistrationResult,
     ErrorDetail,
     GenerationStatus,
     RenewalResult,
 )
+from ._onboarding import DeviceDetails, OrganizationDetails
 from ._version import __version__
 
 __all__ = [
@@ -59,13 +65,18 @@ __all__ = [
     "ClientClosedError",
     "ComplianceCheck",
     "CsidGenerationResult",
+    "DeviceDetails",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
     "ErrorDetail",
+    "EventLoopMismatchError",
     "GenerationStatus",
     "InternalServerError",
     "InterruptedRenewalError",
     "InvalidArgumentError",
     "JournalError",
     "NotFoundError",
+    "OrganizationDetails",
     "OtpExpiredError",
     "OutcomeState",
     "PcsidClient",
@@ -76,7 +87,10 @@ __all__ = [
     "RenewalOutcome",
     "RenewalRequest",
     "RenewalResult",
+    "RequestEvent",
     "ResponseDecodeError",
+    "ResponseEvent",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
 ]

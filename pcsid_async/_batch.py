@@ -16,19 +16,21 @@ How a batch runs:
   a POST is the transport's decision too (a 429, or provably never sent); the batch never
   sends a device twice.
 * Circuit breakers: a 401 stops every later device (SKIPPED), a 403 every later device of
-  that VAT.
+  that VAT, and ``unreachable_after`` devices in a row that provably never reached the
+  server every later device (``_breaker``).
 
 The outcome of each device (``OutcomeState``):
 
 ===========  ====================================================================================
 RENEWED      GENERATED, and its activity SUCCEEDED when one was awaited
-FAILED       an error answer (4xx, 5xx), Status FAILED, a FAILED activity, bad input (nothing
-             sent), 429 until the retries ran out, no connection at all (provably not sent)
+FAILED       an error answer (4xx; 5xx but 502/504), Status FAILED, a FAILED activity, bad
+             input (nothing sent), 429 until the retries ran out, no connection at all
 UNKNOWN      the request may have been processed but we do not know the result: a timeout or a
-             dropped connection after sending, an unreadable 2xx, or the renewal went through but
-             its activity could not be followed to the end. The OTP may be spent: check first.
+             dropped connection after sending, a gateway's 502 or 504, an unreadable or
+             oversized answer, or the renewal went through but its activity could not be
+             followed to the end. The OTP may be spent: check first.
 SKIPPED      never sent: duplicate device id, OTP expired before its turn, token refused (401) or
-             VAT refused (403) earlier in the batch, client closed
+             VAT refused (403) earlier in the batch, the API unreachable, client closed
 ===========  ====================================================================================
 """
 
@@ -43,6 +45,8 @@ from typing import Final, TypeVar
 
 import attrs
 
+from . import _batch_journal
+from ._breaker import UNREACHABLE_AFTER, UnreachableBreaker, check_threshold
 from ._client import check_positive, check_token_like
 from ._decode import scrub
 from ._errors import (
@@ -58,7 +62,9 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ResponseTooLargeError,
 )
+from ._journal import RenewalJournal
 from ._models import ActivityStatus, RenewalResult
 from ._polling import PollingClient
 from ._transport import CallStats
@@ -72,6 +78,10 @@ _END: Final = object()
 _RECANCEL_AFTER: Final = 1.0
 # What every "the OTP may be spent" message tells the operator to do.
 _CHECK_HINT: Final = "check the device before renewing it again (its OTP may be spent)"
+# A gateway's 502 (bad upstream answer) or 504 (upstream too slow) comes after it may have
+# forwarded the request: the backend may have processed it. The client cannot prove otherwise.
+_GATEWAY_UNKNOWN: Final = frozenset({502, 504})
+_GATEWAY_HINT: Final = "a gateway answered, and the backend may have processed it: " + _CHECK_HINT
 
 
 @attrs.frozen(repr=False)
@@ -219,8 +229,15 @@ class _Batch:
         activity_timeout: float | None,
         activity_interval: float,
         activity_max_interval: float,
+        unreachable_after: int | None = UNREACHABLE_AFTER,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> None:
+        _batch_journal.check_journal(journal)
         self._client = client
+        self.journal = journal
+        self.commits = None if journal is None else _batch_journal.GroupCommitter(journal, client)
+        self._retry_unknown = retry_unknown
         self._requests = requests
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
@@ -235,6 +252,7 @@ class _Batch:
         self._max_interval = activity_max_interval
         self._auth_refused: tuple[str, AuthenticationError] | None = None
         self._vat_refused: dict[str, tuple[str, PermissionDeniedError]] = {}
+        self._unreachable = UnreachableBreaker(unreachable_after)
 
     # --- the source --------------------------------------------------------------------------
 
@@ -295,6 +313,13 @@ class _Batch:
         result: RenewalResult | None = None
         activity: ActivityStatus | None = None
         error: PcsidError | None
+        journal = self.journal
+        if journal is not None and (duplicate or not isinstance(request.device_id, str)):
+            journal = None  # a repeat is SKIPPED unrecorded (the first occurrence's row stands)
+        if journal is not None:
+            decision = journal.decide(request, retry_unknown=self._retry_unknown)
+            if not decision.send:
+                return _batch_journal.recorded_outcome(request, decision, OutcomeState)
         try:
             state, result, activity, error = await self._renew_one(request, duplicate, stats)
         except Exception as exc:  # a bug or an exotic failure: still one outcome, no escape
@@ -305,7 +330,7 @@ class _Batch:
                 f"{request.device_id!r}: {text}" + (f"; {_CHECK_HINT}" if stats.attempts else "")
             )
             error.__cause__ = exc
-        return RenewalOutcome(
+        outcome = RenewalOutcome(
             request=request,
             state=state,
             result=result,
@@ -314,6 +339,9 @@ class _Batch:
             attempts=stats.attempts,
             elapsed=time.monotonic() - started,
         )
+        if journal is not None and self.commits is not None:
+            await self.commits.record(outcome)
+        return outcome
 
     async def _renew_one(
         self, request: RenewalRequest, duplicate: bool, stats: CallStats
@@ -365,6 +393,13 @@ class _Batch:
                     f"earlier in this batch ({denied})",
                 ),
             )
+        if self._unreachable.opened is not None:
+            return (
+                skipped,
+                None,
+                None,
+                _restated(self._unreachable.opened, self._unreachable.reason()),
+            )
         if expires is not None and expires <= dt.datetime.now(dt.timezone.utc):
             return (
                 skipped,
@@ -376,8 +411,10 @@ class _Batch:
                 ),
             )
 
+        if self.commits is not None:  # durable before the POST can leave
+            await self.commits.mark_sending(request, effective_vat)
         try:
-            result = await client.renew(device_id, otp, vat=vat, _stats=stats)
+            result = await self._send(device_id, otp, vat, stats)
         except ClientClosedError as exc:
             return skipped, None, None, exc
         except (AuthenticationError, PermissionDeniedError) as exc:
@@ -397,17 +434,17 @@ class _Batch:
         except APIConnectionError as exc:
             return (unknown if exc.may_have_reached_server else failed), None, None, exc
         except ResponseDecodeError as exc:
-            return (
-                unknown,
-                None,
-                None,
-                _restated(
-                    exc,
-                    f"{exc}; the server answered success, so the renewal was probably "
-                    f"processed: {_CHECK_HINT}",
-                ),
+            answered = (
+                "it may have been processed"
+                if isinstance(exc, ResponseTooLargeError)
+                else "the server answered success, so the renewal was probably processed"
             )
-        except (APIStatusError, InvalidArgumentError) as exc:
+            return unknown, None, None, _restated(exc, f"{exc}; {answered}: {_CHECK_HINT}")
+        except APIStatusError as exc:
+            if exc.status_code in _GATEWAY_UNKNOWN:
+                return unknown, None, None, _restated(exc, f"{exc}; {_GATEWAY_HINT}")
+            return failed, None, None, exc
+        except InvalidArgumentError as exc:
             return failed, None, None, exc
 
         if not result.ok:
@@ -421,6 +458,25 @@ class _Batch:
         if result.activity_id is None or not self._await:
             return OutcomeState.RENEWED, result, None, None
         return await self._follow(device_id, vat, effective_vat, result, result.activity_id)
+
+    async def _send(
+        self, device_id: str, otp: str, vat: str | None, stats: CallStats
+    ) -> RenewalResult:
+        """The renewal POST, telling the unreachable breaker whether the server was reached."""
+        breaker = self._unreachable
+        try:
+            result = await self._client.renew(device_id, otp, vat=vat, _stats=stats)
+        except APIConnectionError as exc:
+            if exc.may_have_reached_server:
+                breaker.reached()
+            else:
+                breaker.failed(device_id, exc)
+            raise
+        except (APIStatusError, ResponseDecodeError):
+            breaker.reached()
+            raise
+        breaker.reached()
+        return result
 
     async def _follow(
         self,
@@ -535,6 +591,9 @@ class PcsidClient(PollingClient):
         activity_timeout: float | None = 900.0,
         activity_interval: float = 2.0,
         activity_max_interval: float = 20.0,
+        unreachable_after: int | None = UNREACHABLE_AFTER,
+        journal: RenewalJournal | None = None,
+        retry_unknown: bool = False,
     ) -> AsyncGenerator[RenewalOutcome, None]:
         """Renew many devices concurrently, yielding one outcome per request as each finishes.
 
@@ -550,7 +609,8 @@ class PcsidClient(PollingClient):
 
         The client's ``rate_limit`` and ``max_connections`` bound the batch, and a 429/503
         ``Retry-After`` pauses all of it. A 401 skips every later device; a 403 every later
-        device of that VAT. A repeated ``device_id`` is sent once.
+        device of that VAT, and ``unreachable_after`` in a row that could not connect every
+        later device (see ``_breaker``). A repeated ``device_id`` is sent once.
 
         Args:
             requests: :class:`RenewalRequest` objects or ``(device_id, otp)`` tuples, from an
@@ -562,6 +622,10 @@ class PcsidClient(PollingClient):
             activity_timeout: seconds to wait for each activity; ``None`` for no deadline.
             activity_interval: the first delay between polls of an activity.
             activity_max_interval: the cap that delay grows to.
+            unreachable_after: that many devices in a row that could not connect stop the
+                batch's sending (default 5); ``None`` never stops it.
+            journal: a :class:`RenewalJournal`: a crash-safe, resumable batch (``_batch_journal``).
+            retry_unknown: with a journal, send UNKNOWN devices again with the same OTP.
 
         Returns:
             An async generator of :class:`RenewalOutcome`, in completion order.
@@ -581,6 +645,7 @@ class PcsidClient(PollingClient):
         check_positive(activity_max_interval, "activity_max_interval", allow_none=False)
         if activity_max_interval < activity_interval:
             raise InvalidArgumentError("activity_max_interval must be >= activity_interval")
+        check_threshold(unreachable_after)
         if isinstance(requests, (str, bytes)) or not isinstance(
             requests, (Iterable, AsyncIterable)
         ):
@@ -597,15 +662,21 @@ class PcsidClient(PollingClient):
             activity_timeout=activity_timeout,
             activity_interval=activity_interval,
             activity_max_interval=activity_max_interval,
+            unreachable_after=unreachable_after,
+            journal=journal,
+            retry_unknown=bool(retry_unknown),
         )
         return self._renew_many(batch, min(concurrency, self.max_connections))
 
     async def _renew_many(
         self, batch: _Batch, workers: int
     ) -> AsyncGenerator[RenewalOutcome, None]:
+        self._transport.check_loop()  # once for the batch, not as an outcome per device
         # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
         queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
         loop = asyncio.get_running_loop()
+        journal = batch.journal
+        opened = journal is not None and await _batch_journal.start_run(journal, self.vat)
         tasks = [
             loop.create_task(batch.work(queue), name=f"pcsid-renew-many-{i}")
             for i in range(workers)
@@ -622,6 +693,10 @@ class PcsidClient(PollingClient):
                 raise batch.error
         finally:
             await _cancel_and_wait(tasks)
+            if batch.commits is not None:
+                await batch.commits.wait()
+            if opened and journal is not None:
+                journal.close()
 
 
 PcsidClient.__module__ = "pcsid_async"

@@ -7,8 +7,6 @@ The public :class:`~pcsid_async.PcsidClient` adds polling (``_polling``) and bat
 from __future__ import annotations
 
 import json
-import math
-import re
 import ssl as ssl_module
 import sys
 import unicodedata
@@ -16,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Final
-from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_max_response_bytes
 from ._config import RetryPolicy
 from ._decode import (
     activity_decoder,
@@ -29,91 +27,34 @@ from ._decode import (
     parse_retry_after,
 )
 from ._errors import InvalidArgumentError
+from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
+from ._options import OptionsMixin, check_session_options
 from ._serde import wire_name
 from ._transport import CallStats, Transport, check_base_url
+from ._validate import check_activity_id, check_positive, check_token_like
 from ._version import __version__
 
-__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "BaseClient"]
+__all__ = [
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "BaseClient",
+    "check_activity_id",
+    "check_positive",
+    "check_token_like",
+]
 
 SANDBOX_URL: Final = "https://api-sandbox.cleartax.com/middle-east/ksa/einvoicing"
 PRODUCTION_URL: Final = "https://api.cleartax.com/middle-east/ksa/einvoicing"
 
 RENEW_PATH: Final = "/onboarding/renew-pcsid"
 GENERATE_PATH: Final = "/onboarding/generate-csid"
-# Characters an activity id may never contain: they could change the URL's path or query.
-_PATH_BREAKERS: Final = frozenset("/\\?#%")
-# RFC 3986 pchar minus "%": everything else allowed in an id is percent-quoted.
-_SAFE_SEGMENT_CHARS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
-)
 _MAX_CACHED_VATS: Final = 1024
 
 
-def _bad_text(value: str) -> bool:
-    """Whether ``value`` has whitespace or control characters (header/path injection)."""
-    # Fast and exact (checked over every code point): isprintable() is False for each C*
-    # and Z* character except the ASCII space, and every whitespace character is one of those.
-    if value.isprintable() and " " not in value:
-        return False
-    return any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in value)
-
-
-def check_token_like(value: object, name: str) -> str:
-    """Validate a secret-or-id argument: a non-empty string, no whitespace or controls.
-
-    The message names the argument, never its value (it may be a secret).
-    """
-    # The usual value, at once: printable with no space means no whitespace and no
-    # control characters at all, so it is neither blank nor injectable.
-    if type(value) is str and value and value.isprintable() and " " not in value:
-        return value
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be blank")
-    if _bad_text(value):
-        raise InvalidArgumentError(f"{name} must not contain whitespace or control characters")
-    return value
-
-
-# The usual id (ClearTax's are 24 hex digits) needs neither quoting nor a closer look.
-_PLAIN_SEGMENT: Final = re.compile(
-    "[" + re.escape("".join(sorted(_SAFE_SEGMENT_CHARS))) + "]+"
-).fullmatch
-
-
-def check_activity_id(activity_id: object) -> str:
-    """Validate an activity id: one safe URL path segment. Returns it percent-quoted."""
-    if (
-        type(activity_id) is str
-        and _PLAIN_SEGMENT(activity_id)
-        and ".." not in activity_id
-        and activity_id != "."
-    ):
-        return activity_id
-    value = check_token_like(activity_id, "activity_id")
-    if value in (".", "..") or ".." in value or not _PATH_BREAKERS.isdisjoint(value):
-        raise InvalidArgumentError(
-            "activity_id must be a single path segment (no '/', '\\', '..', '?', '#', '%')"
-        )
-    if _SAFE_SEGMENT_CHARS.issuperset(value):
-        return value
-    return quote(value, safe="".join(sorted(_SAFE_SEGMENT_CHARS)))
-
-
-def check_positive(value: object, name: str, *, allow_none: bool) -> float | None:
-    """Validate a positive, finite number of seconds (or ``None`` where allowed)."""
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+def _per_call(timeout: object) -> float | None:
+    """A per-call ``timeout=``: ``None`` (the client's), or positive seconds."""
+    return None if timeout is None else check_positive(timeout, "timeout", allow_none=False)
 
 
 def _default_user_agent() -> str:
@@ -121,7 +62,7 @@ def _default_user_agent() -> str:
     return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
 
 
-class BaseClient:
+class BaseClient(OptionsMixin):
     """ClearTax KSA onboarding calls: ``renew``, ``get_status``, ``generate_csid``.
 
     Not used directly: :class:`~pcsid_async.PcsidClient` is this plus polling and batches.
@@ -141,6 +82,11 @@ class BaseClient:
         user_agent: str | None = None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         """Create a client. No I/O happens here; the session is created on first use.
 
@@ -162,6 +108,18 @@ class BaseClient:
             trace_configs: extra ``aiohttp.TraceConfig`` for the client's own session.
             ssl: an ``ssl.SSLContext`` (e.g. a private CA), ``True`` to verify with the
                 system's CAs, or ``False`` (loopback ``base_url`` only) to skip checks.
+            max_response_bytes: the cap on any answer's body after decompression (default
+                1 MiB: ClearTax's answers are a few KB); over it, reading stops and the call
+                raises :class:`ResponseTooLargeError`.
+            proxy: an http(s):// forward proxy for the client's own session; credentials
+                in it (``http://user:pass@host:port``) go to the proxy only, never shown.
+            trust_env: read ``HTTP(S)_PROXY``/``NO_PROXY`` (and ``.netrc``) from the
+                environment. Off by default: a service's proxy variables must not silently
+                route the auth token through a proxy nobody chose for this client.
+            on_request: a plain callable given a :class:`RequestEvent` before each attempt.
+            on_response: a plain callable given a :class:`ResponseEvent` after each attempt
+                (an answer or a failure). Events carry no secret; a hook that raises is
+                logged and ignored.
 
         Raises:
             ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
@@ -186,6 +144,7 @@ class BaseClient:
         self._retry = retry or RetryPolicy()
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
+        proxy_url = check_session_options(session, proxy, trust_env, on_request, on_response)
         if user_agent is None:
             user_agent = _default_user_agent()
         elif (
@@ -196,6 +155,10 @@ class BaseClient:
             raise InvalidArgumentError("user_agent must be a non-blank string without controls")
         self._user_agent = user_agent
         self._max_connections = max_connections
+        try:
+            max_response_bytes = check_max_response_bytes(max_response_bytes)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         self._transport = Transport(
             base_url=self._base_url,
             timeout=self._timeout,
@@ -205,6 +168,11 @@ class BaseClient:
             rate_limit=self._rate_limit,
             trace_configs=trace_configs,
             ssl=ssl,
+            max_response_bytes=max_response_bytes,
+            proxy=proxy_url,
+            trust_env=trust_env,
+            on_request=on_request,
+            on_response=on_response,
         )
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
@@ -296,7 +264,13 @@ class BaseClient:
     # --- the calls -----------------------------------------------------------------------------
 
     async def renew(
-        self, device_id: str, otp: str, *, vat: str | None = None, _stats: CallStats | None = None
+        self,
+        device_id: str,
+        otp: str,
+        *,
+        vat: str | None = None,
+        timeout: float | None = None,
+        _stats: CallStats | None = None,
     ) -> RenewalResult:
         """Renew a device's PCSID with a one-time password from ZATCA's Fatoora portal.
 
@@ -307,6 +281,7 @@ class BaseClient:
             device_id: the EGS unit's device id (it must already have a PCSID).
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`RenewalResult`; ``status`` is GENERATED on success.
@@ -328,10 +303,11 @@ class BaseClient:
             decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
             safe=False,
             stats=_stats,
+            timeout=_per_call(timeout),
         )
 
     async def generate_csid(
-        self, device_id: str, otp: str, *, vat: str | None = None
+        self, device_id: str, otp: str, *, vat: str | None = None, timeout: float | None = None
     ) -> CsidGenerationResult:
         """Generate a device's CSID and start the activity that generates its PCSID.
 
@@ -342,6 +318,7 @@ class BaseClient:
             device_id: the EGS unit's device id.
             otp: the one-time password (valid one hour, single use).
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`CsidGenerationResult`, carrying ``activity_id``.
@@ -357,9 +334,12 @@ class BaseClient:
             body=body,
             decode=partial(decode_csid, method="POST", path=GENERATE_PATH, secrets=secrets),
             safe=False,
+            timeout=_per_call(timeout),
         )
 
-    async def get_status(self, activity_id: str, *, vat: str | None = None) -> ActivityStatus:
+    async def get_status(
+        self, activity_id: str, *, vat: str | None = None, timeout: float | None = None
+    ) -> ActivityStatus:
         """Read a PCSID generation activity's status once.
 
         A FAILED activity is an answer, not an error: the provider sends it as HTTP 500 with
@@ -368,6 +348,7 @@ class BaseClient:
         Args:
             activity_id: ``PcsidGenerationActivityId`` from :meth:`generate_csid`.
             vat: the VAT number for this call, if not the client's default.
+            timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
         Returns:
             The :class:`ActivityStatus`.
@@ -382,6 +363,7 @@ class BaseClient:
             body=None,
             decode=activity_decoder(str(activity_id), path, self._secrets),
             safe=True,
+            timeout=_per_call(timeout),
         )
 
     async def _poll_status(

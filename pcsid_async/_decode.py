@@ -40,6 +40,7 @@ __all__ = [
     "error_for_status",
     "parse_retry_after",
     "scrub",
+    "stamp",
 ]
 
 _T = TypeVar("_T")
@@ -88,17 +89,21 @@ def _scrub_detail(detail: ErrorDetail, secrets: tuple[str, ...]) -> ErrorDetail:
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
     """Parse ``Retry-After`` (delay-seconds or an HTTP date) into seconds from now.
 
-    Returns ``None`` when absent or unreadable; never a negative number.
+    Returns ``None`` when absent or unreadable (non-ASCII, not finite, a garbled date);
+    never a negative number (a negative delay or a date in the past is 0). A value past the
+    client's ``max_retry_after`` is capped or refused by the caller, never slept.
     """
     if value is None:
         return None
     text = value.strip()
+    if not text.isascii():  # delay-seconds and HTTP dates are ASCII (float() takes "١٢")
+        return None
     try:
         seconds = float(text)
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
@@ -139,6 +144,21 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
+
+
+_Answer = TypeVar("_Answer")
+
+
+def stamp(result: _Answer, status: int, headers: Mapping[str, str]) -> _Answer:
+    """Set the answer's HTTP status and request id on a result the decoder just built.
+
+    Only ever on a fresh model (built for this answer, never shared), so writing its two
+    envelope fields in place is safe, and it costs far less than ``attrs.evolve`` on every
+    answer.
+    """
+    object.__setattr__(result, "status_code", status)
+    object.__setattr__(result, "request_id", _request_id(headers))
+    return result
 
 
 def error_for_status(
@@ -252,10 +272,11 @@ def decode_renewal(
         if parsed is not None:
             fast = fast_renewal(parsed)
             if fast is not None:
-                return fast
-    return _decode_otp_answer(
+                return stamp(fast, status, headers)
+    result = _decode_otp_answer(
         status, headers, body, structure_renewal, method=method, path=path, secrets=secrets
     )
+    return stamp(result, status, headers)
 
 
 def decode_csid(
@@ -268,9 +289,10 @@ def decode_csid(
     secrets: tuple[str, ...] = (),
 ) -> CsidGenerationResult:
     """Decode a generate-csid answer."""
-    return _decode_otp_answer(
+    result = _decode_otp_answer(
         status, headers, body, structure_csid, method=method, path=path, secrets=secrets
     )
+    return stamp(result, status, headers)
 
 
 def _is_activity_body(parsed: object) -> bool:
@@ -297,7 +319,7 @@ def activity_decoder(
             if parsed is not None:
                 fast = fast_activity(parsed, activity_id)
                 if fast is not None:
-                    return fast
+                    return stamp(fast, status, headers)
         return decode_activity(
             status, headers, body, activity_id=activity_id, path=path, secrets=secrets
         )
@@ -327,11 +349,11 @@ def decode_activity(
         parsed = _load_json(body)
         if _is_activity_body(parsed):
             try:
-                return structure_activity(parsed, activity_id)
+                return stamp(structure_activity(parsed, activity_id), status, headers)
             except ResponseDecodeError:
                 pass
         raise error_for_status(status, headers, body, method=method, path=path, secrets=secrets)
-    return _decode_success(
+    result = _decode_success(
         status,
         headers,
         body,
@@ -340,3 +362,4 @@ def decode_activity(
         path=path,
         secrets=secrets,
     )
+    return stamp(result, status, headers)

@@ -5,11 +5,13 @@ The tree::
     PcsidError
     ├── InvalidArgumentError      also a ValueError: a bad argument, refused before any request
     ├── ClientClosedError         also a RuntimeError: the client was closed
+    ├── EventLoopMismatchError    also a RuntimeError: used from an event loop it does not belong to
     ├── APIConnectionError        no HTTP answer (DNS, refused, reset, TLS):
     │   │                         .may_have_reached_server
     │   └── APITimeoutError       no answer in time
     ├── APIStatusError            an HTTP answer with an error status: .status_code, .errors,
-    │   │                         .body_excerpt (<= 500 chars), .request_id, .retry_after
+    │   │                         .body_excerpt (<= 500 chars), .request_id, .retry_after,
+    │   │                         .hint (what to do, from the error codes)
     │   ├── BadRequestError       400
     │   ├── AuthenticationError   401
     │   ├── PermissionDeniedError 403
@@ -17,6 +19,7 @@ The tree::
     │   ├── RateLimitError        429, .retry_after
     │   └── InternalServerError   500 and every other 5xx
     ├── ResponseDecodeError       a success body that is not the documented shape
+    │   └── ResponseTooLargeError an answer body over max_response_bytes: .limit
     ├── ActivityTimeoutError      await_activity's deadline passed: .activity_id, .last_status
     ├── ActivityFailedError       await_activity(raise_on_failure=True) saw FAILED: .status
     ├── OtpExpiredError           a batch request's OTP expired before its turn: nothing was sent
@@ -35,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._hints import hint_for
+
 if TYPE_CHECKING:
     from ._models import ActivityStatus, ErrorDetail
 
@@ -47,6 +52,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "EventLoopMismatchError",
     "InternalServerError",
     "InterruptedRenewalError",
     "InvalidArgumentError",
@@ -57,6 +63,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
 ]
 
 
@@ -73,6 +80,14 @@ class InvalidArgumentError(PcsidError, ValueError):
 
 class ClientClosedError(PcsidError, RuntimeError):
     """Raised when a closed :class:`~pcsid_async.PcsidClient` is asked to do work."""
+
+
+class EventLoopMismatchError(PcsidError, RuntimeError):
+    """Raised when a client is used (or closed) from an event loop it does not belong to.
+
+    A client binds to the first running loop that uses it, like an ``aiohttp.ClientSession``
+    (or an ``httpx.AsyncClient``): its connections belong to that loop. Nothing is sent.
+    """
 
 
 class APIConnectionError(PcsidError):
@@ -140,6 +155,11 @@ class APIStatusError(PcsidError):
         """The ``ErrorCode`` of each error detail, in order."""
         return tuple(e.code for e in self.errors)
 
+    @property
+    def hint(self) -> str | None:
+        """What to do about this answer, from its error codes (or status), or ``None``."""
+        return hint_for(self.error_codes, status_code=self.status_code)
+
 
 class BadRequestError(APIStatusError):
     """Raised for HTTP 400: validation failed (bad device, spent or expired OTP, ...)."""
@@ -180,6 +200,31 @@ class ResponseDecodeError(PcsidError):
         self.reason = reason
         self.body_excerpt = body_excerpt
         self.status_code = status_code
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """Raised when an answer's body (after decompression) is over ``max_response_bytes``.
+
+    Reading stops at the cap, so a compressed bomb costs at most the cap in memory. The
+    retry rules are those of any undecodable answer: the request was answered, so an OTP
+    POST may have been processed.
+
+    Attributes:
+        limit: the cap, in bytes.
+        method: the HTTP method of the request.
+        path: the request's path, relative to the base URL.
+
+    """
+
+    def __init__(self, *, limit: int, method: str, path: str, status_code: int | None = None):
+        super().__init__(
+            f"{method} {path}: the answer body is over max_response_bytes={limit} "
+            "(after decompression); reading stopped at the cap",
+            status_code=status_code,
+        )
+        self.limit = limit
+        self.method = method
+        self.path = path
 
 
 class ActivityTimeoutError(PcsidError):

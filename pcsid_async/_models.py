@@ -15,6 +15,8 @@ __all__ = [
     "CheckOutcome",
     "ComplianceCheck",
     "CsidGenerationResult",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
     "ErrorDetail",
     "FrozenMap",
     "GenerationStatus",
@@ -114,6 +116,9 @@ class RenewalResult:
         device_id: the device, when the server echoed it (it does not on failure).
         errors: error details (empty on success).
         activity_id: a PCSID generation activity to follow, if the server started one.
+        request_id: the server's request id header (``x-request-id`` and kin), if sent:
+            quote it in a support ticket. Not part of equality.
+        status_code: the HTTP status of the answer. Not part of equality.
 
     """
 
@@ -121,6 +126,10 @@ class RenewalResult:
     device_id: str | None = None
     errors: tuple[ErrorDetail, ...] = ()
     activity_id: str | None = None
+    # The answer's envelope, set by the decoder; equality ignores it (equal answers are equal
+    # whichever request brought them).
+    request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    status_code: int | None = attrs.field(default=None, eq=False, kw_only=True)
 
     @property
     def ok(self) -> bool:
@@ -137,6 +146,9 @@ class CsidGenerationResult:
         device_id: the device, when echoed.
         activity_id: ``PcsidGenerationActivityId``: keep it to poll with ``await_activity``.
         errors: error details (empty on success).
+        request_id: the server's request id header (``x-request-id`` and kin), if sent:
+            quote it in a support ticket. Not part of equality.
+        status_code: the HTTP status of the answer. Not part of equality.
 
     """
 
@@ -144,6 +156,10 @@ class CsidGenerationResult:
     device_id: str | None = None
     activity_id: str | None = None
     errors: tuple[ErrorDetail, ...] = ()
+    # The answer's envelope, set by the decoder; equality ignores it (equal answers are equal
+    # whichever request brought them).
+    request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    status_code: int | None = attrs.field(default=None, eq=False, kw_only=True)
 
     @property
     def ok(self) -> bool:
@@ -196,6 +212,9 @@ class ActivityStatus:
         pcsid_generated: the final answer, ``None`` while in progress.
         checks: the outcome of each check the server reported.
         errors: error details the server attached.
+        request_id: the server's request id header (``x-request-id`` and kin), if sent:
+            quote it in a support ticket. Not part of equality.
+        status_code: the HTTP status of the answer. Not part of equality.
 
     """
 
@@ -211,6 +230,10 @@ class ActivityStatus:
     pcsid_generated: GenerationStatus | None = None
     checks: Mapping[ComplianceCheck, CheckOutcome] = attrs.field(factory=FrozenMap)
     errors: tuple[ErrorDetail, ...] = ()
+    # The answer's envelope, set by the decoder; equality ignores it (equal answers are equal
+    # whichever request brought them).
+    request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    status_code: int | None = attrs.field(default=None, eq=False, kw_only=True)
 
     @property
     def is_terminal(self) -> bool:
@@ -229,3 +252,55 @@ class ActivityStatus:
     def failed_checks(self) -> tuple[ComplianceCheck, ...]:
         """The checks that did not pass, in the enum's order."""
         return tuple(c for c in ComplianceCheck if c in self.checks and not self.checks[c].passed)
+
+
+@attrs.frozen
+class DeviceRegistrationResult(CsidGenerationResult):
+    """The answer to ``register_device()``: the new device, its CSID, and its PCSID activity.
+
+    The same fields as :class:`CsidGenerationResult` (register-device answers like
+    generate-csid, for a device it has just made): ``device_id`` is the new device's id
+    (keep it: renewals need it); poll ``activity_id`` with ``await_activity``; ``ok`` means
+    the device and its CSID were made.
+    """
+
+
+@attrs.frozen
+class DeviceIdResult:
+    """The answer to ``generate_device_id()``: the device id for a VAT and EGS serial number.
+
+    ClearTax keeps one device per VAT and ``EgsSerialNumber``: asking again answers with the
+    existing id and an error entry that is really a warning. An answer that names a device id
+    is a success, and its error entries are ``warnings``; ``errors`` holds the entries of an
+    answer without one.
+
+    Attributes:
+        status: ``GENERATED`` or ``FAILED``, as the server said.
+        device_id: the device's id, new or existing.
+        errors: error details of a failed answer (one without a device id).
+        warnings: error entries of an answer that named a device id (e.g. 6002 "Device
+            already exists for the given EgsSerialNumber").
+        request_id: the server's request id header (``x-request-id`` and kin), if sent:
+            quote it in a support ticket. Not part of equality.
+        status_code: the HTTP status of the answer. Not part of equality.
+
+    """
+
+    status: GenerationStatus
+    device_id: str | None = None
+    errors: tuple[ErrorDetail, ...] = ()
+    warnings: tuple[ErrorDetail, ...] = attrs.field(default=(), kw_only=True)
+    # The answer's envelope, set by the decoder; equality ignores it (equal answers are equal
+    # whichever request brought them).
+    request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    status_code: int | None = attrs.field(default=None, eq=False, kw_only=True)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the answer named a device id."""
+        return self.device_id is not None
+
+    @property
+    def already_existed(self) -> bool:
+        """Whether the device existed before this call (the provider's 6002 warning)."""
+        return any(w.code == "6002" for w in self.warnings)

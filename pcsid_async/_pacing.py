@@ -1,11 +1,9 @@
-"""The transport's admission and time primitives: the concurrency gate, the pacer, deadlines.
+"""Flow primitives of the transport: the concurrency gate and the client-wide pacer.
 
-- :class:`_Gate`: a FIFO counting gate at or below the connector's limit.
-- :class:`_Pacer`: a client-wide pause (the server's ``Retry-After``) and the optional
-  ``rate_limit`` spacing.
-- :class:`_Deadlines`: per-attempt deadlines with ``asyncio.timeout``'s semantics, sharing timers.
-
-None of them sends anything; :mod:`pcsid_async._transport` composes them around each attempt.
+:class:`Gate` bounds the requests in flight (FIFO, cancellation-safe). :class:`Pacer` holds
+every new request while a server's ``Retry-After`` runs and spaces starts to ``rate_limit``
+against an ideal timeline (virtual scheduling; see its docstring for the burst it allows and
+the 1 s window bound it keeps).
 """
 
 from __future__ import annotations
@@ -14,11 +12,11 @@ import asyncio
 import collections
 import contextlib
 import math
-import sys
 import time
-from typing import Any, Final
+from typing import Final
 
-import aiohttp
+__all__ = ["Gate", "Pacer"]
+
 
 # How late (in seconds) the event loop may start a request and still have the lost time made
 # up: above the usual timer lateness (epoll rounds waits up to whole ms; a busy loop adds more),
@@ -28,7 +26,7 @@ _LATENESS_ALLOWANCE: Final = 0.010
 _WINDOW: Final = 1.0
 
 
-class _Pacer:
+class Pacer:
     """A client-wide pause (server's Retry-After) and an optional requests-per-second limit.
 
     The limit is virtual scheduling (GCRA) on an ideal timeline, not spacing from the last
@@ -131,7 +129,7 @@ class _Pacer:
                 return
 
 
-class _Gate:
+class Gate:
     """A FIFO counting gate: ``asyncio.Semaphore`` without its per-call coroutines.
 
     Taking a free slot is a plain method call (every request takes one); only a request
@@ -173,94 +171,3 @@ class _Gate:
                 waiter.set_result(None)
                 return
         self._free += 1
-
-
-# Python 3.11 added Task.cancelling()/uncancel(), which tell our timer's cancellation from a
-# caller's; 3.10 has neither, so there aiohttp's own timer is used.
-# While one of our deadlines runs, aiohttp's own timer is off.
-_HAS_UNCANCEL: Final = sys.version_info >= (3, 11)
-_NO_AIOHTTP_TIMER: Final = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
-
-
-class _Deadline:
-    """One attempt's deadline: an entry of :class:`_Deadlines` (plain slots, no ``__init__``)."""
-
-    __slots__ = ("bucket", "cancelling", "fired", "task")
-
-    bucket: set[_Deadline]
-    cancelling: int
-    fired: bool
-    task: asyncio.Task[Any]
-
-    def close(self, exc: BaseException | None) -> bool:
-        """End the deadline; ``True`` when ``exc`` is its own cancellation (a timeout).
-
-        Like ``asyncio.timeout``'s exit: the CancelledError becomes a timeout only if nobody
-        else asked to cancel the task meanwhile, so a caller's cancellation always wins.
-        """
-        self.bucket.discard(self)
-        if not self.fired:
-            return False
-        if sys.version_info >= (3, 11):  # pragma: no branch - only used there (_HAS_UNCANCEL)
-            mine = self.task.uncancel() <= self.cancelling
-            return mine and isinstance(exc, asyncio.CancelledError)
-        return False  # pragma: no cover
-
-
-class _Deadlines:
-    """Per-attempt deadlines of one client, with ``asyncio.timeout``'s semantics, sharing timers.
-
-    aiohttp's own total timer un-cancels the task once per nested use, so a caller's
-    cancellation that lands with it is turned into a timeout and retried away. Like
-    ``asyncio.timeout`` (3.11+), a deadline here cancels its task when it expires and counts
-    cancellations on exit (see :meth:`_Deadline.close`).
-
-    The difference is cost. A timer per request means a Python ``TimerHandle``, a push onto
-    the loop's heap (log n Python comparisons, and n grows with every cancelled handle until
-    the loop cleans up) and a cancel. Here deadlines that expire in the same slice of time
-    share one timer: each slice is 1/32 of the timeout (between 0.5 and 50 ms), and a
-    deadline fires at the end of its slice, so up to that much late and never early. At
-    thousands of requests a second most requests add themselves to a set and leave it.
-
-    "Never early" is on ``time.monotonic()``, on every loop: uvloop's ``loop.time()`` is a
-    cached millisecond clock and its timers may fire up to a millisecond before the real
-    due time; a slice timer that fires early is re-armed for the rest.
-    """
-
-    __slots__ = ("_buckets", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._buckets: dict[int, set[_Deadline]] = {}
-
-    def start(self, seconds: float) -> _Deadline:
-        """A deadline ``seconds`` from now for the current task."""
-        loop = self._loop
-        task = asyncio.current_task(loop)
-        if task is None:  # pragma: no cover - call() only ever runs inside a task
-            raise RuntimeError("a request deadline needs a running task")
-        deadline = _Deadline()
-        deadline.task = task
-        deadline.cancelling = 0
-        if sys.version_info >= (3, 11):  # pragma: no branch - only used there (_HAS_UNCANCEL)
-            deadline.cancelling = task.cancelling()
-        deadline.fired = False
-        grain = min(50_000, max(500, int(seconds * 31_250)))  # 1/32 of it, in microseconds
-        now = time.monotonic()
-        key = math.ceil((now + seconds) * 1_000_000 / grain) * grain
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            loop.call_later(key / 1_000_000 - now, self._expire, key)
-        bucket.add(deadline)
-        deadline.bucket = bucket
-        return deadline
-
-    def _expire(self, key: int) -> None:
-        early = key / 1_000_000 - time.monotonic()
-        if early > 0:  # uvloop's timers run on its cached millisecond clock: wait the rest
-            self._loop.call_later(early, self._expire, key)
-            return
-        for deadline in self._buckets.pop(key):
-            deadline.fired = True
-            deadline.task.cancel()

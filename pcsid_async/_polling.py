@@ -21,9 +21,10 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-from ._client import BaseClient, check_activity_id, check_positive
+from ._client import check_activity_id, check_positive
 from ._errors import ActivityFailedError, ActivityTimeoutError, InvalidArgumentError, PcsidError
 from ._models import ActivityStatus
+from ._onboarding import OnboardingClient
 
 __all__ = ["PollingClient", "schedule"]
 
@@ -59,8 +60,8 @@ def _check_wait_args(timeout: float | None, interval: float, max_interval: float
     check_positive(timeout, "timeout (None for no deadline)", allow_none=True)
 
 
-class PollingClient(BaseClient):
-    """:class:`BaseClient` plus :meth:`watch` and :meth:`await_activity`."""
+class PollingClient(OnboardingClient):
+    """:class:`OnboardingClient` plus :meth:`watch` and :meth:`await_activity`."""
 
     def watch(
         self,
@@ -70,6 +71,7 @@ class PollingClient(BaseClient):
         timeout: float | None = 900.0,
         interval: float = 2.0,
         max_interval: float = 20.0,
+        request_timeout: float | None = None,
     ) -> AsyncIterator[ActivityStatus]:
         """Yield each distinct status of an activity, up to and including the terminal one.
 
@@ -82,6 +84,8 @@ class PollingClient(BaseClient):
             timeout: one deadline in seconds for the whole wait; ``None`` for no deadline.
             interval: the first delay between polls, in seconds.
             max_interval: the cap the delay grows to (x1.5 per poll).
+            request_timeout: seconds per poll request (never past the deadline);
+                ``None``: the client's timeout.
 
         Raises:
             ActivityTimeoutError: the deadline passed; ``.last_status`` has the last status.
@@ -92,7 +96,8 @@ class PollingClient(BaseClient):
         if vat is not None:
             self._headers(vat, post=False)  # validates it now, not at the first poll
         _check_wait_args(timeout, interval, max_interval)
-        return self._watch(activity_id, vat, timeout, interval, max_interval)
+        check_positive(request_timeout, "request_timeout", allow_none=True)
+        return self._watch(activity_id, vat, timeout, interval, max_interval, request_timeout)
 
     async def _watch(
         self,
@@ -101,10 +106,12 @@ class PollingClient(BaseClient):
         timeout: float | None,
         interval: float,
         max_interval: float,
+        request_timeout: float | None = None,
     ) -> AsyncIterator[ActivityStatus]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        request_timeout = self._timeout
+        if request_timeout is None:
+            request_timeout = self._timeout
         last: ActivityStatus | None = None
         last_key: tuple[object, ...] | None = None
         last_error: PcsidError | None = None
@@ -187,6 +194,7 @@ class PollingClient(BaseClient):
         max_interval: float = 20.0,
         on_update: OnUpdate | None = None,
         raise_on_failure: bool = False,
+        request_timeout: float | None = None,
     ) -> ActivityStatus:
         """Poll an activity until it finishes and return its final status.
 
@@ -202,6 +210,8 @@ class PollingClient(BaseClient):
             max_interval: the cap the delay grows to, x1.5 per poll (default 20 s).
             on_update: a plain or async callable, called with each distinct status.
             raise_on_failure: raise :class:`ActivityFailedError` for a FAILED activity.
+            request_timeout: seconds per poll request, distinct from ``timeout`` (the
+                whole wait's deadline); ``None``: the client's timeout.
 
         Returns:
             The terminal :class:`ActivityStatus`.
@@ -215,7 +225,12 @@ class PollingClient(BaseClient):
         """
         final: ActivityStatus | None = None
         async for status in self.watch(
-            activity_id, vat=vat, timeout=timeout, interval=interval, max_interval=max_interval
+            activity_id,
+            vat=vat,
+            timeout=timeout,
+            interval=interval,
+            max_interval=max_interval,
+            request_timeout=request_timeout,
         ):
             final = status
             if on_update is not None:

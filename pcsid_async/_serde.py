@@ -58,6 +58,11 @@ _WIRE_EXCEPTIONS: Final[Mapping[str, str]] = {
 }
 
 
+# Model fields the decoder sets (the answer's request id and HTTP status; generate-csr's
+# warnings, split from its ErrorList), never read from a body under a wire name.
+_NOT_FROM_BODY: Final = frozenset({"request_id", "status_code", "warnings"})
+
+
 @functools.cache  # the request bodies ask for their two keys on every call
 def wire_name(field: str) -> str:
     """Return the wire name of a model field: ``device_id`` -> ``DeviceId``."""
@@ -179,7 +184,12 @@ def _optional_hook_factory(type_: Any) -> Callable[[Any, Any], Any]:
 
 
 def _attrs_hook_factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
-    renames = {a.name: override(rename=wire_name(a.name)) for a in attrs.fields(cls)}
+    renames = {
+        a.name: override(omit=True)
+        if a.name in _NOT_FROM_BODY
+        else override(rename=wire_name(a.name))
+        for a in attrs.fields(cls)
+    }
     return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
 

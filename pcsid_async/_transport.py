@@ -15,39 +15,34 @@ Every request goes through :meth:`Transport.call`:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-import random
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
-import backoff
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from yarl import URL
 
+from ._bounded import read_bounded
 from ._config import RetryPolicy
-from ._decode import parse_retry_after
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    ClientClosedError,
-    InternalServerError,
-    PcsidError,
-    RateLimitError,
-)
-from ._pacing import _HAS_UNCANCEL, _NO_AIOHTTP_TIMER, _Deadline, _Deadlines, _Gate, _Pacer
-from ._sending import (
-    _CALL_STARTED,
-    _SENDING,
-    CallStats,
-    _CallState,
-    _Connector,
-    _describe,
-    _SendTrace,
-    check_base_url,
-)
+from ._deadlines import HAS_UNCANCEL as _HAS_UNCANCEL
+from ._deadlines import NO_AIOHTTP_TIMER as _NO_AIOHTTP_TIMER
+from ._deadlines import Deadline as _Deadline
+from ._deadlines import Deadlines as _Deadlines
+from ._decode import _request_id, parse_retry_after
+from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
+from ._hooks import RequestHook, ResponseHook, request_event, response_event
+from ._loops import close_with_loop, other_loop
+from ._pacing import Gate as _Gate
+from ._pacing import Pacer as _Pacer
+from ._retrying import CALL_STARTED as _CALL_STARTED
+from ._retrying import CallState as _CallState
+from ._retrying import CallStats, Retries
+from ._validate import check_base_url
 
 __all__ = ["CallStats", "Decoder", "Transport", "check_base_url"]
 
@@ -56,15 +51,43 @@ Decoder = Callable[[int, Mapping[str, str], bytes], _T]
 
 logger: Final = logging.getLogger("pcsid_async")
 
-# Statuses a safe call retries. 501, 505 and friends are not transient.
-_RETRYABLE_5XX: Final = frozenset({500, 502, 503, 504})
-# Connection failures that no retry can cure.
-_PERMANENT_CONNECT_ERRORS: Final = (
-    aiohttp.ClientConnectorCertificateError,
-    aiohttp.ClientConnectorSSLError,
-)
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
+
+
+class _SendTrace:
+    """Per-request trace context: whether aiohttp started writing this request."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = False
+
+
+# The request the current task is sending through our own session (set around each send).
+_SENDING: Final[contextvars.ContextVar[_SendTrace | None]] = contextvars.ContextVar(
+    "pcsid_async_sending", default=None
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """The owned session's connector: it marks the request in flight as written.
+
+    aiohttp writes the request line and headers as soon as ``connect`` hands over a
+    connection, with no suspension in between, so "got a connection" is "began writing":
+    if it never happened, not one byte of the request went out. (An aiohttp TraceConfig
+    tells the same but costs a trace object and five signals per request: about a tenth
+    of a call's CPU.)
+    """
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        trace = _SENDING.get()
+        if trace is not None:
+            trace.written = True
+        return connection
 
 
 class Transport:
@@ -81,8 +104,18 @@ class Transport:
         rate_limit: float | None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None,
         ssl: ssl_module.SSLContext | bool,
+        max_response_bytes: int,
+        proxy: URL | None = None,
+        trust_env: bool = False,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
+        self._proxy = proxy
+        self._trust_env = trust_env
+        self._on_request = on_request
+        self._on_response = on_response
         self._base = str(base_url).rstrip("/")
+        self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._policy = retry
         self._session = session
@@ -96,12 +129,14 @@ class Transport:
         self._gate = _Gate(max_connections)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: _Deadlines | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._pacer = _Pacer(rate_limit)
         self._closed = False
         # Configured here, per client, not by import-time decorators. Two retriers, because
         # backoff's giveup sees only the exception and safety is a property of the call.
-        self._retry_safe = self._retrier(safe=True)(self._attempt)
-        self._retry_unsafe = self._retrier(safe=False)(self._attempt)
+        self._retries = Retries(retry)
+        self._retry_safe = self._retries.wrap(self._attempt, safe=True)
+        self._retry_unsafe = self._retries.wrap(self._attempt, safe=False)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -115,10 +150,21 @@ class Transport:
         """The client-wide pacer (the batch engine reads its pause)."""
         return self._pacer
 
+    def check_loop(self) -> None:
+        """Refuse a use from another event loop than the one this client is bound to.
+
+        Raises:
+            EventLoopMismatchError: the client was first used in another loop.
+        """
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            raise other_loop(loop, "used")
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
-        if self._loop is None:
+        self.check_loop()
+        if self._loop is None:  # bound to the first loop that uses it
             self._loop = asyncio.get_running_loop()
             self._deadlines = _Deadlines(self._loop)
         if self._session is None:
@@ -129,7 +175,10 @@ class Transport:
                 timeout=self._timeout,
                 trace_configs=self._trace_configs or None,
                 raise_for_status=False,
+                proxy=self._proxy,
+                trust_env=self._trust_env,
             )
+            self._closer = close_with_loop(self._session)
         return self._session
 
     async def open(self) -> None:
@@ -137,76 +186,29 @@ class Transport:
         self._get_session()
 
     async def close(self) -> None:
-        """Close the owned session; a borrowed one is left to its owner. Idempotent."""
+        """Close the owned session; a borrowed one is left to its owner. Idempotent.
+
+        From another loop than the client's: refused while that loop lives (its connections
+        are its own); once it has closed, the client is marked closed and nothing is awaited
+        (``asyncio.run`` and other runners closed the session as the loop shut down).
+        """
+        loop = self._loop
+        dead = loop is not None and loop.is_closed()
+        if loop is not None and not dead and loop is not asyncio.get_running_loop():
+            raise other_loop(loop, "closed")
         self._closed = True
         session, self._session = self._session, None
+        closer, self._closer = self._closer, None
+        if dead:
+            return
+        if closer is not None:
+            await closer.aclose()
         if session is not None and self._owns_session:
             await session.close()
 
-    # --- retries -------------------------------------------------------------------------------
-
-    def _wait_gen(self) -> Generator[float, BaseException | None, None]:
-        # backoff primes this generator as it starts, which is after the call's first attempt
-        # (see call): the call's own start time, when set, keeps max_elapsed exact.
-        started = _CALL_STARTED.get()
-        if started is None:
-            started = time.monotonic()
-        exc = yield 0.0  # primed by backoff with send(None); the value is discarded
-        retry = 0
-        while True:
-            retry += 1
-            delay = self._policy.backoff_delay(retry)
-            # Equal jitter: never zero, and thousands of clients do not retry in step.
-            delay = random.uniform(delay / 2, delay)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            if time.monotonic() - started + delay > self._policy.max_elapsed:
-                # No retry may start after max_elapsed, and none before Retry-After (backoff
-                # would cut the wait short instead): stopping makes backoff re-raise exc.
-                return
-            exc = yield delay
-
-    def _retrier(self, *, safe: bool) -> Any:
-        return backoff.on_exception(
-            self._wait_gen,
-            PcsidError,
-            max_tries=self._policy.max_attempts,
-            max_time=self._policy.max_elapsed,
-            jitter=None,  # _wait_gen jitters itself, so Retry-After is never jittered down
-            giveup=lambda exc: not self.is_retryable(exc, safe=safe),
-            on_backoff=self._on_backoff,
-            logger=None,
-        )
-
     def is_retryable(self, exc: BaseException, *, safe: bool) -> bool:
         """Whether the policy retries ``exc`` for a safe (GET) or single-use (POST) call."""
-        policy = self._policy
-        if (
-            isinstance(exc, APIStatusError)
-            and exc.retry_after is not None
-            and exc.retry_after > policy.max_retry_after
-        ):
-            return False
-        if isinstance(exc, RateLimitError):
-            return True  # the server refused without processing
-        if isinstance(exc, APIConnectionError):
-            if isinstance(exc.__cause__, _PERMANENT_CONNECT_ERRORS):
-                return False  # an untrusted certificate does not fix itself in a second
-            return not exc.may_have_reached_server or safe or policy.retry_unsafe
-        if isinstance(exc, InternalServerError) and exc.status_code in _RETRYABLE_5XX:
-            return safe or policy.retry_unsafe
-        return False
-
-    def _on_backoff(self, details: Any) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            exc = details.get("exception")
-            logger.debug(
-                "retrying after %s (attempt %d failed, waiting %.3f s)",
-                type(exc).__name__,
-                details["tries"],
-                details["wait"],
-            )
+        return self._retries.is_retryable(exc, safe=safe)
 
     # --- one call ------------------------------------------------------------------------------
 
@@ -238,6 +240,8 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise other_loop(self._loop, "used")
         state = _CallState(method, path, headers, body, decode, safe)
         state.stats = stats
         if timeout is not None:
@@ -281,6 +285,8 @@ class Transport:
                     assert self._deadlines is not None  # made with the session
                     deadline = self._deadlines.start(timeout.total)
                     timeout = _NO_AIOHTTP_TIMER
+                if self._on_request is not None or self._on_response is not None:
+                    request_event(self._on_request, state)
                 sending = _SENDING.set(trace)
                 try:
                     async with session.request(
@@ -293,7 +299,12 @@ class Transport:
                         raise_for_status=False,
                         timeout=timeout,
                     ) as response:
-                        body = await response.read()
+                        body = await read_bounded(
+                            response,
+                            self._max_response_bytes,
+                            method=state.method,
+                            path=state.path,
+                        )
                         status = response.status
                         headers = response.headers
                 except BaseException as exc:
@@ -326,8 +337,13 @@ class Transport:
                 gate.give()
             if status in _PAUSING:
                 self._maybe_pause(status, headers)
-            return state.decode(status, headers, body)
+            answer = state.decode(status, headers, body)
+            if state.sent_at is not None:
+                response_event(self._on_response, state, status, _request_id(headers), None)
+            return answer
         except PcsidError as exc:
+            if state.sent_at is not None:
+                response_event(self._on_response, state, None, None, exc)
             if not state.handover or not self.is_retryable(exc, safe=state.safe):
                 raise
             state.replay = exc
@@ -396,3 +412,13 @@ class Transport:
             path=state.path,
             may_have_reached_server=reached,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    # aiohttp's messages name host and port, never headers or bodies.
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without answering"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate verification failed: {exc}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

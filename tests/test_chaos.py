@@ -177,7 +177,9 @@ class TestRenewManyUnderFaults:
             if request.endpoint == "renew" and request.device_id is not None:
                 faults_of[request.device_id].append(request.fault)
         unknown = {d for d, o in by_device.items() if o.state is OutcomeState.UNKNOWN}
-        assert all(faults_of[d][-1] in UNKNOWABLE for d in unknown)
+        # A 502/504 is UNKNOWN too: from a gateway it may follow processing (issue 11).
+        gateway = {r.device_id for r in log if r.endpoint == "renew" and r.status in (502, 504)}
+        assert all(faults_of[d][-1] in UNKNOWABLE or d in gateway for d in unknown)
         # ...and every device whose renewal was processed unseen is UNKNOWN, not a guess.
         for d, faults in faults_of.items():
             if faults[-1] in ("drop_after", "slow", "malformed"):

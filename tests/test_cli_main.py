@@ -28,6 +28,7 @@ from _cli_support import (  # noqa: F401
     write_csv,
 )
 
+import pcsid_async
 from pcsid_async import (
     PRODUCTION_URL,
     SANDBOX_URL,
@@ -48,7 +49,11 @@ class TestParser:
     ) -> None:
         monkeypatch.setattr(sys, "argv", ["pcsid-async", "--version"])
         with pytest.raises(SystemExit) as raised:
-            runpy.run_module("pcsid_async", run_name="__main__")
+            # run_path, not run_module: pytest's assertion rewriter (the package is a pytest plugin)
+            # cannot hand runpy a module's code object.
+            runpy.run_path(
+                str(Path(pcsid_async.__file__).parent / "__main__.py"), run_name="__main__"
+            )
         assert raised.value.code == 0
         assert __version__ in capsys.readouterr().out
 
@@ -121,8 +126,9 @@ class TestEndToEndInASubprocess:
         assert "Renewed 8 of 9" in first.stdout
 
         resumed = _run([*args, "--resume"], env)
-        assert resumed.returncode == 1  # the planted device fails again
-        assert len(read_jsonl(out)) == 10
+        assert resumed.returncode == 1  # the refused device stands FAILED (its OTP is spent)
+        assert len(read_jsonl(out)) == 9  # the journal's export: one line per device
+        assert "Nothing to do" in resumed.stdout
 
         bad_csv = write_csv(tmp_path / "bad.csv", ["dev-1,"], header="device_id,otp")
         refused = _run(["renew", str(bad_csv), "--out", str(tmp_path / "x.jsonl")], env)

@@ -92,7 +92,7 @@ class TestRenewCommand:
         assert "ActivityFailedError" in captured.out
         assert_no_secret(captured.out, captured.err, out.read_text())
 
-    def test_resume_skips_devices_already_ok_and_sends_only_the_rest(
+    def test_resume_follows_the_journal_a_spent_otp_is_not_resent_a_new_one_is(
         self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         ids = add_devices(server, 5)
@@ -106,31 +106,29 @@ class TestRenewCommand:
         assert len(failed) == 1
         before = server.fake.count("renew")
 
-        assert main([*args, "--resume"]) == 0
+        assert main([*args, "--resume"]) == 1  # a 500 may have spent the OTP: not re-sent
+        assert server.fake.count("renew") == before
+        assert "Nothing to do" in capsys.readouterr().out
+
+        rows = [f"{d},{otp_of(i)}" for i, d in enumerate(ids) if d not in failed]
+        write_csv(csv_path, [*rows, f"{failed[0]},NEW-OTP-SECRET-1"])
+        assert main([*args, "--resume"]) == 0  # a new OTP for the failed device is sent
         assert server.fake.count("renew") == before + 1
         records = read_jsonl(out)
-        assert len(records) == 6
-        assert records[-1]["device_id"] == failed[0]
-        assert records[-1]["ok"] is True
-        captured = capsys.readouterr()
-        assert "4 already renewed" in captured.out
+        assert len(records) == 5  # rewritten from the journal: one line per device
+        assert {r["device_id"]: r["ok"] for r in records}[failed[0]] is True
+        assert "4 already renewed" in capsys.readouterr().out
 
-        assert main([*args, "--resume"]) == 0
-        assert "Nothing to do" in capsys.readouterr().out
-        assert server.fake.count("renew") == before + 1
-
-    def test_resume_survives_a_line_cut_short_by_a_crash(
+    def test_resume_refuses_results_that_have_no_journal(
         self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         ids = add_devices(server, 2)
         out = tmp_path / "results.jsonl"
         done = json.dumps({"device_id": ids[0], "ok": True})
         out.write_text(f'\n{done}\n\n{{"device_id": "x", "o')
-        assert main([*renew_args(server, device_csv(tmp_path, ids), out), "--resume"]) == 0
-        assert "ignored 1 unreadable line" in capsys.readouterr().err
-        lines = out.read_text().splitlines()
-        assert json.loads(lines[-1])["device_id"] == ids[1]
-        assert server.fake.count("renew") == 1
+        assert main([*renew_args(server, device_csv(tmp_path, ids), out), "--resume"]) == 2
+        assert "holds none" in capsys.readouterr().err
+        assert server.fake.count() == 0
 
     def test_existing_results_are_not_overwritten_without_resume(
         self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -141,6 +139,18 @@ class TestRenewCommand:
         assert main(renew_args(server, device_csv(tmp_path, ids), out)) == 2
         assert "--resume" in capsys.readouterr().err
         assert server.fake.count() == 0
+
+    def test_an_earlier_journal_needs_resume(
+        self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = add_devices(server, 1)
+        out = tmp_path / "results.jsonl"
+        args = renew_args(server, device_csv(tmp_path, ids), out)
+        assert main(args) == 0
+        out.unlink()
+        assert main(args) == 2
+        assert "holds the journal of an earlier run" in capsys.readouterr().err
+        assert server.fake.count("renew") == 1
 
     def test_resume_without_a_results_file_starts_from_scratch(
         self, server: ThreadedFake, env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -160,7 +170,7 @@ class TestRenewCommand:
         assert main(renew_args(server, csv_path, tmp_path / "no-such-dir" / "r.jsonl")) == 2
         assert "cannot open the results file" in capsys.readouterr().err
         assert main([*renew_args(server, csv_path, tmp_path), "--resume"]) == 2
-        assert "cannot read the results file" in capsys.readouterr().err
+        assert "cannot open the results file" in capsys.readouterr().err
         assert server.fake.count() == 0
 
     def test_vat_may_come_from_the_environment_or_every_row(
@@ -236,7 +246,8 @@ class TestRenewCommand:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         ids = add_devices(server, 40)
-        # Forty devices one at a time at an assumed 1 s each: 40 s, past the OTPs' 20 s left.
+        # Forty devices one at a time at an assumed 1 s each plus 10 s for the awaited
+        # activity: 7:20, past the OTPs' 20 s left.
         expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)).isoformat()
         out = tmp_path / "results.jsonl"
         args = [
@@ -256,7 +267,8 @@ class TestRenewCommand:
         monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "--rate 1000/s and --concurrency 1 take about 0:40 (estimate" in err
+        assert "--rate 1000/s and --concurrency 1 take about 7:20 (estimate" in err
+        assert "assuming 1 s per renewal plus 10 s awaiting its activity" in err
         assert "Start anyway? [y/N]" in err
         assert server.fake.count() == 0
 

@@ -221,7 +221,9 @@ class TestRetryAfter:
     def test_seconds_or_http_date(self, value: str, seconds: float) -> None:
         assert parse_retry_after(value, now=self.NOW) == seconds
 
-    @pytest.mark.parametrize("value", [None, "", "soon", "inf", "nan", "Sun, 99 Foo"])
+    @pytest.mark.parametrize(
+        "value", [None, "", "soon", "inf", "nan", "Sun, 99 Foo", "\u0661\u0662", "1e999"]
+    )
     def test_absent_or_unreadable_is_none(self, value: str | None) -> None:
         assert parse_retry_after(value, now=self.NOW) is None
 

@@ -188,15 +188,15 @@ class TestResults:
         assert not model(GenerationStatus.FAILED).ok
 
     def test_renewal_result_field_order(self) -> None:
-        names = [f.name for f in attrs.fields(RenewalResult)]
+        names = [f.name for f in attrs.fields(RenewalResult) if not f.kw_only]
         assert names == ["status", "device_id", "errors", "activity_id"]
 
     def test_csid_result_field_order(self) -> None:
-        names = [f.name for f in attrs.fields(CsidGenerationResult)]
+        names = [f.name for f in attrs.fields(CsidGenerationResult) if not f.kw_only]
         assert names == ["status", "device_id", "activity_id", "errors"]
 
     def test_activity_status_field_order(self) -> None:
-        assert [f.name for f in attrs.fields(ActivityStatus)] == [
+        assert [f.name for f in attrs.fields(ActivityStatus) if not f.kw_only] == [
             "activity_id",
             "activity_type",
             "state",
@@ -210,6 +210,13 @@ class TestResults:
             "checks",
             "errors",
         ]
+
+    @pytest.mark.parametrize("model", [RenewalResult, CsidGenerationResult, ActivityStatus])
+    def test_the_envelope_is_keyword_only_and_outside_equality(self, model: Any) -> None:
+        """request_id and status_code come last, keyword-only, and never decide equality."""
+        envelope = [f for f in attrs.fields(model) if f.kw_only]
+        assert [f.name for f in envelope] == ["request_id", "status_code"]
+        assert not any(f.eq for f in envelope)
 
 
 class TestFrozenMap:

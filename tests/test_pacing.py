@@ -1,6 +1,7 @@
-"""The transport's primitives (pcsid_async._pacing): the concurrency gate (bounded, FIFO,
-cancellation-safe), the pacer and the shared-timer deadlines (asyncio.timeout's semantics:
-never early, a caller's cancel wins)."""
+"""The transport's primitives: the concurrency gate (bounded, FIFO, cancellation-safe) and the
+pacer (pcsid_async._pacing: the rate kept, no 1 s window over the limit, pauses without a
+burst), and the shared-timer deadlines (pcsid_async._deadlines: asyncio.timeout's semantics,
+never early on any loop, a caller's cancel wins)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import types
 import pytest
 from conftest import ClientFactory
 
-from pcsid_async import _pacing
-from pcsid_async._pacing import _LATENESS_ALLOWANCE, _Deadlines, _Gate, _Pacer
+from pcsid_async import _deadlines
+from pcsid_async._deadlines import Deadlines as _Deadlines
+from pcsid_async._pacing import _LATENESS_ALLOWANCE
+from pcsid_async._pacing import Gate as _Gate
+from pcsid_async._pacing import Pacer as _Pacer
 from pcsid_async.testing import FakeClearTax
 
 
@@ -176,7 +180,7 @@ async def test_a_slice_timer_that_fires_early_waits_for_the_rest(
     real = time.monotonic
     behind = [0.0]  # how far the deadlines' clock lags the loop's: their timer fires "early"
     monkeypatch.setattr(
-        _pacing, "time", types.SimpleNamespace(monotonic=lambda: real() - behind[0])
+        _deadlines, "time", types.SimpleNamespace(monotonic=lambda: real() - behind[0])
     )
     deadlines = _Deadlines(asyncio.get_running_loop())
     started = real()

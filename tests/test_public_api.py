@@ -48,6 +48,7 @@ EXPECTED_NAMES = {
     "ComplianceCheck",
     "CsidGenerationResult",
     "ErrorDetail",
+    "EventLoopMismatchError",
     "GenerationStatus",
     "InternalServerError",
     "InvalidArgumentError",
@@ -59,6 +60,7 @@ EXPECTED_NAMES = {
     "RateLimitError",
     "RenewalResult",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "__version__",
     # renew_many's request and outcome types (the batch layer).
@@ -69,6 +71,13 @@ EXPECTED_NAMES = {
     "InterruptedRenewalError",
     "JournalError",
     "RenewalJournal",
+    # issue 14: the rest of onboarding, and the event hooks' events.
+    "DeviceDetails",
+    "DeviceIdResult",
+    "DeviceRegistrationResult",
+    "OrganizationDetails",
+    "RequestEvent",
+    "ResponseEvent",
 }
 
 

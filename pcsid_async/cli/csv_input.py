@@ -1,10 +1,9 @@
-"""The devices CSV: read and validate it as a whole; the resume file's done devices."""
+"""The devices CSV: read and validate it as a whole."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -179,30 +178,3 @@ def _read_rows(
     if not rows:
         raise UsageError(f"{path}: no devices: the file has a header but no rows")
     return rows
-
-
-def read_done(path: Path) -> tuple[set[str], int]:
-    """Device ids that already have an ``ok`` line in a results file, and unreadable lines."""
-    done: set[str] = set()
-    unreadable = 0
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for text in handle:
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except ValueError:
-                    unreadable += 1  # e.g. the last line of a crashed run, cut short
-                    continue
-                if (
-                    isinstance(record, dict)
-                    and record.get("ok") is True
-                    and isinstance(record.get("device_id"), str)
-                ):
-                    done.add(record["device_id"])
-    except FileNotFoundError:
-        pass
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the results file to resume: {exc}") from None
-    return done, unreadable

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 from ._common import EXIT_OK, REQUIRED_COLUMNS, TOKEN_ENV, VAT_ENV, UsageError
 
+# The README quickstart reads its base URL from here (defaulting to the sandbox).
+BASE_URL_ENV: Final = "CLEARTAX_BASE_URL"
+
 # Devices printed one per line up to this many; beyond, a sample and the CSV file.
 MAX_PRINTED_DEVICES: Final = 10
 # Where the devices go when there are too many to print and no --write-csv was given.
@@ -40,6 +43,15 @@ def _print_credentials(fake: FakeClearTax, csv_path: Path | None) -> None:
             writer.writerow(REQUIRED_COLUMNS)
             writer.writerows(credentials.devices)
         lines.append(f"  wrote {csv_path}")
+    if credentials.sandbox_otp is not None:
+        lines += [
+            f"  sandbox OTP {credentials.sandbox_otp}: accepted once per device, like the "
+            f"sandbox's (renew {credentials.renew_device}, generate {credentials.generate_device})",
+            "The README quickstart runs against it as written:",
+            f"  export {TOKEN_ENV}={credentials.token} {VAT_ENV}={credentials.vat} "
+            f"{BASE_URL_ENV}={credentials.url}",
+            "  python quickstart.py",
+        ]
     lines += [
         "Try:",
         f"  export {TOKEN_ENV}={credentials.token} {VAT_ENV}={credentials.vat}",
@@ -50,7 +62,9 @@ def _print_credentials(fake: FakeClearTax, csv_path: Path | None) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def _serve_fake(port: int, devices: int, csv_path: Path | None) -> None:
+async def _serve_fake(
+    port: int, devices: int, csv_path: Path | None, *, sandbox: bool = False
+) -> None:
     from pcsid_async.testing import run_fake_server  # noqa: PLC0415
 
     task = asyncio.current_task()
@@ -65,6 +79,7 @@ async def _serve_fake(port: int, devices: int, csv_path: Path | None) -> None:
         latency=0.03,
         renew_starts_activity=True,
         activity_polls=2,
+        sandbox_otp=sandbox,
     )
 
 
@@ -73,7 +88,7 @@ def _cmd_fake_server(args: argparse.Namespace) -> int:
     if csv_path is None and args.devices > MAX_PRINTED_DEVICES:
         csv_path = DEFAULT_CSV
     try:
-        asyncio.run(_serve_fake(args.port, args.devices, csv_path))
+        asyncio.run(_serve_fake(args.port, args.devices, csv_path, sandbox=args.sandbox))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except OSError as exc:

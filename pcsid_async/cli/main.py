@@ -11,7 +11,7 @@ is the one exception: it prints the test credentials of the fake it runs.
 
 Exit codes: 0 every device renewed (``demo``: every device got its one outcome), 1 some
 device was not renewed (or ``status`` saw a FAILED activity, a timeout or an error), 2 usage
-or input errors (nothing was sent), 130 interrupted.
+or input errors (nothing was sent), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ._common import EXIT_INTERRUPTED, EXIT_USAGE, REQUEST_TIMEOUT, TOKEN_ENV, V
 from .demo import _cmd_demo
 from .fake_server import _cmd_fake_server
 from .renew import _cmd_renew
+from .report import add_report
 from .status import _cmd_status
 
 
@@ -79,13 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"The API token is read from ${TOKEN_ENV} only. Progress goes to stderr, the "
             "summary to stdout. Exit codes: 0 all renewed, 1 not all renewed, 2 usage or "
-            "input error, 130 interrupted. Start with: pcsid-async demo"
+            "input error, 130 interrupted (SIGINT), 143 terminated (SIGTERM). "
+            "Start with: pcsid-async demo"
         ),
     )
     parser.add_argument("--version", action="version", version=f"pcsid-async {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_renew(commands)
     _add_status(commands)
+    add_report(commands)
     _add_demo_and_fake(commands)
     return parser
 
@@ -124,9 +127,28 @@ def _add_renew(commands: Any) -> None:
         "--otp-issued-at", metavar="ISO", help="when the OTPs were issued (they live 1 hour)"
     )
     renew.add_argument(
-        "--resume", action="store_true", help="skip devices with an ok line in --out; append"
+        "--resume",
+        action="store_true",
+        help="continue the run of the journal: what it holds follows the resume rules",
     )
-    renew.add_argument("--yes", action="store_true", help="start even if the OTPs may expire first")
+    renew.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="the run's crash-safe journal (default: RESULTS.jsonl.journal)",
+    )
+    renew.add_argument(
+        "--retry-unknown",
+        action="store_true",
+        help="send UNKNOWN devices again with the same OTP (asks first; their OTP may be spent)",
+    )
+    renew.add_argument(
+        "--grace",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="on SIGINT/SIGTERM, seconds the requests in flight get to finish (default: 10)",
+    )
+    renew.add_argument("--yes", action="store_true", help="start without asking (see warnings)")
     renew.add_argument(
         "--request-timeout",
         type=_positive_float,
@@ -204,6 +226,12 @@ def _add_demo_and_fake(commands: Any) -> None:
         "--write-csv",
         metavar="PATH",
         help="write the devices as a CSV (default: fake-devices.csv beyond 10 devices)",
+    )
+    fake.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="also accept the sandbox sample OTP 123345 (once per device) and serve the "
+        "README quickstart's devices; prints a ready export line for it",
     )
     fake.set_defaults(handler=_cmd_fake_server)
 

@@ -1,0 +1,175 @@
+"""The batch's side of a :class:`~pcsid_async.RenewalJournal`: start, consult, mark, record.
+
+``renew_many(..., journal=...)`` calls these; the batch itself stays unaware of SQLite.
+
+* Resume rules: see ``pcsid_async._journal_rules``. A repeated device id is not recorded
+  (its SKIPPED outcome would replace the first occurrence's row).
+* :func:`start_run` opens the journal unless the caller did (one it opened is closed at the
+  batch's end) and ``begin``s the run before any worker exists, so a :class:`JournalError`
+  (a bad file, another run holding it, another VAT) surfaces from the iteration's start
+  with nothing sent.
+* Per device, :func:`recorded_outcome` turns a "do not send" decision into the outcome the
+  caller gets instead of a request: the recorded state, ``result``/``activity`` ``None``,
+  ``attempts`` 0 (this run sent nothing) and an error saying why it was not sent again:
+  :class:`InterruptedRenewalError` for a device an earlier run left in flight, else a
+  :class:`PcsidError` whose message carries the recorded error type and message. A RENEWED
+  record yields a RENEWED outcome with no error.
+* ``mark_sending`` and ``record`` go through a :class:`GroupCommitter`: a writer thread
+  commits every write waiting at that moment in one durable transaction, so the event loop
+  never waits on the disk and many devices share one fsync. A cancellation while marking
+  leaves the commit to finish: the journal then says ``sending`` and the next run reports
+  the device interrupted (UNKNOWN), never re-sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ._errors import InterruptedRenewalError, InvalidArgumentError, PcsidError
+from ._journal import Action, Decision, RenewalJournal
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
+    from ._client import BaseClient
+
+    _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
+
+__all__ = ["GroupCommitter", "check_journal", "recorded_outcome", "start_run"]
+
+
+def check_journal(journal: object) -> None:
+    """Refuse anything but a :class:`RenewalJournal` or ``None`` (``InvalidArgumentError``)."""
+    if journal is not None and not isinstance(journal, RenewalJournal):
+        raise InvalidArgumentError(
+            f"journal must be a RenewalJournal or None, got {type(journal).__name__}"
+        )
+
+
+async def start_run(journal: RenewalJournal, vat: str) -> bool:
+    """Open (if needed) and ``begin`` the run; whether this call opened the journal.
+
+    Raises:
+        JournalError: the journal cannot be used; nothing was sent.
+
+    """
+    opened = journal._db is None
+    await asyncio.to_thread(journal.open)
+    try:
+        await asyncio.to_thread(journal.begin, vat=vat)
+    except BaseException:
+        if opened:
+            journal.close()
+        raise
+    return opened
+
+
+def recorded_outcome(
+    request: RenewalRequest, decision: Decision, state_type: type[OutcomeState]
+) -> RenewalOutcome:
+    """The outcome standing for a device the journal says not to send (see module doc)."""
+    from ._batch import RenewalOutcome  # noqa: PLC0415 - _batch imports this module
+
+    record = dict(decision.record or {})
+    state = state_type(record.get("state", "UNKNOWN"))
+    error: PcsidError | None = None
+    error_type = record.get("error_type")
+    message = str(record.get("error_message") or "")
+    if decision.action is Action.IN_FLIGHT:
+        state = state_type.SKIPPED
+        error = InvalidArgumentError(
+            f"device {request.device_id!r} was already sent in this run; not sent again"
+        )
+    elif error_type == InterruptedRenewalError.__name__:
+        error = InterruptedRenewalError(f"{message}; not sent again: {decision.reason}")
+    elif state is not state_type.RENEWED:
+        error = PcsidError(
+            f"device {request.device_id!r} not sent again ({decision.reason}); recorded "
+            f"{record.get('finished_at')}: {error_type}: {message}"
+        )
+    return RenewalOutcome(
+        request=request,
+        state=state,
+        result=None,
+        activity=None,
+        error=error,
+        attempts=0,
+        elapsed=0.0,
+    )
+
+
+class GroupCommitter:
+    """Commits the batch's journal writes in groups: one durable commit for all waiting.
+
+    Each ``mark_sending``/``record`` of a device waits until a commit that holds it has
+    returned (so ``sending`` is on disk before the POST leaves), but the devices that queue
+    up while a commit runs share the next one: one fsync for many devices instead of two per
+    device. A single writer thread runs the commits; the loop's own reads (``decide``) only
+    share the journal's connection lock. A waiter cancelled meanwhile does not withdraw its
+    write: a ``sending`` mark still lands (the next run calls that device interrupted).
+    """
+
+    def __init__(self, journal: RenewalJournal, client: BaseClient) -> None:
+        self.journal = journal
+        self._token = client._token
+        self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def mark_sending(self, request: RenewalRequest, vat: str) -> None:
+        """Commit ``sending`` for ``request``; durable on return."""
+        await self._submit((request, vat))
+
+    async def record(self, outcome: RenewalOutcome) -> None:
+        """Commit ``outcome`` as its device's final state."""
+        await self._submit(outcome)
+
+    async def _submit(self, write: _Write) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((write, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain(), name="pcsid-journal-commits")
+        await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            try:
+                await asyncio.to_thread(self._commit, [write for write, _ in group])
+            except BaseException as exc:
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, Exception):
+                    continue
+                raise
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        """One transaction for ``writes`` (run in a thread; the only writer of the batch)."""
+        journal = self.journal
+        db = journal._running()
+        with journal._mutex:
+            db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                if isinstance(write, tuple):
+                    request, vat = write
+                    journal.mark_sending(request.device_id, request.otp, vat=vat)
+                else:
+                    journal.record(write, secrets=(self._token,))
+        except BaseException:
+            with journal._mutex:
+                db.execute("ROLLBACK")
+            raise
+        with journal._mutex:
+            db.execute("COMMIT")
+
+    async def wait(self) -> None:
+        """Wait until every queued write is committed (or has failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
