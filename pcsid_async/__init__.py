@@ -7,8 +7,7 @@ final answer, and renew thousands of EGS devices within their OTPs' hour.
         result = await client.renew(device_id, otp)
 """
 
-from ._batch import OutcomeState, PcsidClient, RenewalOutcome, RenewalRequest
-from ._client import PRODUCTION_URL, SANDBOX_URL
+from ._client import PRODUCTION_URL, SANDBOX_URL, PcsidClient
 from ._config import RetryPolicy
 from ._errors import (
     ActivityFailedError,
@@ -47,6 +46,7 @@ from ._models import (
     RenewalResult,
 )
 from ._onboarding import DeviceDetails, OrganizationDetails
+from ._outcomes import OutcomeState, RenewalOutcome, RenewalRequest
 from ._version import __version__
 
 __all__ = [
