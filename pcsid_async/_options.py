@@ -1,4 +1,4 @@
-"""Per-call options and transport settings: ``with_options`` views and the proxy URL check.
+"""Per-call options: ``with_options``, a view of a client with another timeout or retry policy.
 
 A view (``client.with_options(timeout=..., retry=...)``) is a second client object over the
 same connection pool: it shares its parent's session, concurrency gate, pacer (rate limit and
