@@ -51,30 +51,13 @@ class _Batch:
 
     def __init__(
         self,
-        client: PcsidClient,
         requests: Iterable[RenewalRequest | tuple[str, str]]
         | AsyncIterable[RenewalRequest | tuple[str, str]],
-        *,
-        await_activities: bool,
-        activity_timeout: float | None,
-        activity_interval: float,
-        activity_max_interval: float,
-        unreachable_after: int | None = UNREACHABLE_AFTER,
-        journal: RenewalJournal | None = None,
-        retry_unknown: bool = False,
+        renewer: Renewer,
     ) -> None:
-        self.renewer = Renewer(
-            client,
-            await_activities=await_activities,
-            activity_timeout=activity_timeout,
-            activity_interval=activity_interval,
-            activity_max_interval=activity_max_interval,
-            unreachable_after=unreachable_after,
-            journal=journal,
-            retry_unknown=retry_unknown,
-        )
-        self.journal = journal
-        self.commits = self.renewer.commits
+        self.renewer = renewer
+        self.journal = renewer.journal
+        self.commits = renewer.commits
         self._requests = requests
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
@@ -248,9 +231,8 @@ def renew_many(  # noqa: D417 (self: the client; bound in _client)
     )
     if self.closed:
         raise ClientClosedError("this PcsidClient is closed; create a new one")
-    batch = _Batch(
+    renewer = Renewer(
         self,
-        requests,
         await_activities=bool(await_activities),
         activity_timeout=activity_timeout,
         activity_interval=activity_interval,
@@ -259,7 +241,7 @@ def renew_many(  # noqa: D417 (self: the client; bound in _client)
         journal=journal,
         retry_unknown=bool(retry_unknown),
     )
-    return _renew_many(self, batch, min(concurrency, self.max_connections))
+    return _renew_many(self, _Batch(requests, renewer), min(concurrency, self.max_connections))
 
 
 async def _renew_many(
