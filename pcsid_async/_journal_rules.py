@@ -115,12 +115,17 @@ def now() -> str:
 
 
 def outcome_record(
-    outcome: RenewalOutcome, *, default_vat: str, secrets: Iterable[str] = ()
+    outcome: RenewalOutcome,
+    *,
+    default_vat: str,
+    secrets: Iterable[str] = (),
+    finished_at: str | None = None,
 ) -> dict[str, Any]:
     """The JSON object recorded for one outcome: everything a results line needs, no secret.
 
     The request's OTP and every string in ``secrets`` (pass the auth token) are scrubbed
-    from the error message.
+    from the error message. ``finished_at`` defaults to now (a group commit passes its own
+    time, taken once for the group).
     """
     error = outcome.error
     activity = outcome.activity
@@ -151,7 +156,7 @@ def outcome_record(
         "attempts": outcome.attempts,
         "elapsed_s": round(outcome.elapsed, 3),
         "otp_unspent": otp_unspent(outcome),
-        "finished_at": now(),
+        "finished_at": finished_at or now(),
     }
 
 
