@@ -110,6 +110,7 @@ class RenewalJournal:
     def _setup(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA wal_autocheckpoint=10000")  # fewer checkpoints of hot pages
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise self._error("corrupt database (integrity check failed)")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -85,7 +84,7 @@ def fingerprint(key: bytes, otp: object) -> str | None:
     """The keyed fingerprint (HMAC-SHA256, hex) of an OTP; ``None`` when it is not a string."""
     if not isinstance(otp, str):
         return None
-    return hmac.new(key, otp.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, otp.encode("utf-8", "surrogatepass"), "sha256").hex()
 
 
 def otp_unspent(outcome: RenewalOutcome) -> bool:
