@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
-    from ._client import BaseClient
+    from ._client import PcsidClient
     from ._journal_store import Row
 
     _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
@@ -113,7 +113,7 @@ class GroupCommitter:
     write: a ``sending`` mark still lands (the next run calls that device interrupted).
     """
 
-    def __init__(self, journal: RenewalJournal, client: BaseClient) -> None:
+    def __init__(self, journal: RenewalJournal, client: PcsidClient) -> None:
         self.journal = journal
         self._token = client._token
         self._queue: list[tuple[_Write, asyncio.Future[None]]] = []

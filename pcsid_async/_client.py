@@ -34,7 +34,6 @@ from ._validate import check_activity_id, check_positive, check_token_like, per_
 __all__ = [
     "PRODUCTION_URL",
     "SANDBOX_URL",
-    "BaseClient",
     "PcsidClient",
     "check_activity_id",
     "check_positive",
@@ -329,5 +328,3 @@ class PcsidClient:
 
 
 PcsidClient.__module__ = "pcsid_async"
-# The name _batch_journal's type hints know the client by.
-BaseClient = PcsidClient
