@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pcsid_async import JournalError, RenewalJournal, RenewalOutcome
-from pcsid_async._decode import scrub
+from pcsid_async._journal_rules import outcome_record as journal_record
 
 from ._common import UsageError
 
@@ -19,31 +18,12 @@ from ._common import UsageError
 def outcome_record(
     outcome: RenewalOutcome, *, default_vat: str, secrets: Sequence[str]
 ) -> dict[str, Any]:
-    """The JSON object written for one outcome (never an OTP or the token)."""
-    error = outcome.error
-    activity = outcome.activity
-    result = outcome.result
-    pcsid: str | None = None
-    if activity is not None and activity.pcsid_generated is not None:
-        pcsid = activity.pcsid_generated.value
-    elif result is not None and (outcome.ok or not result.ok):
-        pcsid = result.status.value  # GENERATED, or the renewal's own Status FAILED
-    return {
-        "device_id": outcome.device_id,
-        "vat": outcome.request.vat or default_vat,
-        "ok": outcome.ok,
-        "state": outcome.state.value,
-        "error_type": None if error is None else type(error).__name__,
-        "error_message": None if error is None else scrub(str(error), secrets),
-        "error_codes": list(outcome.error_codes),
-        "pcsid_generated": pcsid,
-        "activity_id": result.activity_id if result is not None else None,
-        "activity_state": activity.state.value if activity is not None else None,
-        "failed_checks": [] if activity is None else [c.value for c in activity.failed_checks],
-        "attempts": outcome.attempts,
-        "elapsed_s": round(outcome.elapsed, 3),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-    }
+    """The JSON object written for one outcome (never an OTP or the token).
+
+    The same record the journal keeps, so a line is alike whether it was appended during the
+    run or exported from the journal at its end.
+    """
+    return journal_record(outcome, default_vat=default_vat, secrets=secrets)
 
 
 def _open_results(path: Path, *, resume: bool) -> IO[str]:
