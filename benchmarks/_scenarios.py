@@ -6,9 +6,7 @@ counts the client's CPU alone. The SDK and its baseline get the same server, the
 connector limit and the same JSON parser (the standard library's ``json``, which both
 ``aiohttp``'s ``resp.json()`` and the SDK use).
 
-Run as a script, this module is the fresh child process of the memory scenario::
-
-    python _scenarios.py memory {sdk,naive} N URL TOKEN VAT
+The polling scenario is in ``_polls.py``, the memory scenario in ``_memory.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -45,7 +42,8 @@ class Config:
     reps: int  # repetitions of each side of a scenario (batch, overhead), median reported
     overhead_reps: int = 3
     overhead_chunk: int = 500  # calls per side per interleaved round
-    polling_reps: int = 5
+    polling_reps: int = 5  # runs at 200 activities (the targets)
+    polling_heavy_reps: int = 3  # runs at 2,000 (CPU-bound, reported)
     scaling_rounds: int = 3
     overhead_requests: int = 20_000
     overhead_concurrency: int = 64
@@ -60,6 +58,8 @@ class Config:
     polling_interval: float = 0.1
     polling_max_interval: float = 0.5
     memory_devices: int = 100_000
+    memory_inflight: int = 1_000  # requests in flight at once (per_inflight_kib)
+    memory_reps: int = 2
     scaling_devices: tuple[int, ...] = (1_000, 10_000, 100_000)
     import_reps: int = 9
     chart_concurrency: tuple[int, ...] = (25, 50, 100, 200, 400)
@@ -77,6 +77,8 @@ class Config:
                 reps=3,
                 overhead_reps=2,
                 polling_reps=2,
+                polling_heavy_reps=1,
+                memory_reps=1,
                 scaling_rounds=1,
                 overhead_requests=3_000,
                 batch_devices=1_500,
@@ -84,7 +86,7 @@ class Config:
                 rate_limit=100.0,
                 rate_devices=500,
                 overhead_chunk=250,
-                memory_devices=20_000,
+                memory_devices=10_000,
                 scaling_devices=(1_000, 10_000),
                 import_reps=5,
             )
@@ -295,13 +297,24 @@ def overhead(cfg: Config) -> dict[str, Any]:
 
 
 async def sdk_batch(
-    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+    server: ServerProcess,
+    n: int,
+    concurrency: int,
+    *,
+    start: int = 0,
+    source: Iterator[tuple[str, str]] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """``renew_many`` over a generator of ``n`` devices; outcomes counted as they arrive."""
+    """``renew_many`` over a generator of ``n`` devices; outcomes counted as they arrive.
+
+    ``source`` replaces the generator, ``limit`` the connector limit (``max(concurrency,
+    200)``); the same for the two baselines below.
+    """
     cpu, wall = time.process_time(), time.perf_counter()
     ok = 0
-    async with sdk_client(server, max(concurrency, 200)) as client:
-        async for outcome in client.renew_many(devices(n, start), concurrency=concurrency):
+    source = devices(n, start) if source is None else source
+    async with sdk_client(server, limit or max(concurrency, 200)) as client:
+        async for outcome in client.renew_many(source, concurrency=concurrency):
             ok += outcome.ok
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert ok == n, f"SDK renewed {ok} of {n}"
@@ -323,15 +336,22 @@ def naive_renew(
 
 
 async def naive_batch(
-    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+    server: ServerProcess,
+    n: int,
+    concurrency: int,
+    *,
+    start: int = 0,
+    source: Iterator[tuple[str, str]] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The hand-written batch: a semaphore and ``asyncio.gather`` over a list of coroutines."""
     cpu, wall = time.process_time(), time.perf_counter()
     url = f"{server.url}/onboarding/renew-pcsid"
     headers = raw_headers(server)
-    async with raw_session(max(concurrency, 200)) as session:
+    source = devices(n, start) if source is None else source
+    async with raw_session(limit or max(concurrency, 200)) as session:
         renew = naive_renew(session, url, headers, asyncio.Semaphore(concurrency))
-        results = await asyncio.gather(*[renew(d, o) for d, o in devices(n, start)])
+        results = await asyncio.gather(*[renew(d, o) for d, o in source])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     ok = sum(r.get("Status") == "GENERATED" for r in results)
     assert ok == n, f"naive renewed {ok} of {n}"
@@ -339,7 +359,13 @@ async def naive_batch(
 
 
 async def rawpool_batch(
-    server: ServerProcess, n: int, concurrency: int, *, start: int = 0
+    server: ServerProcess,
+    n: int,
+    concurrency: int,
+    *,
+    start: int = 0,
+    source: Iterator[tuple[str, str]] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The fair floor: ``concurrency`` raw worker tasks pulling devices from one generator.
 
@@ -349,9 +375,9 @@ async def rawpool_batch(
     cpu, wall = time.process_time(), time.perf_counter()
     url = f"{server.url}/onboarding/renew-pcsid"
     headers = raw_headers(server)
-    source = devices(n, start)
+    source = devices(n, start) if source is None else source
     ok = 0
-    connector = aiohttp.TCPConnector(limit=max(concurrency, 200))
+    connector = aiohttp.TCPConnector(limit=limit or max(concurrency, 200))
     async with aiohttp.ClientSession(connector=connector, timeout=RAW_TIMEOUT) as session:
 
         async def worker() -> None:
@@ -453,233 +479,6 @@ def batch(cfg: Config) -> dict[str, Any]:
         "concurrency": conc,
         "max_connections": 200,
         "repetitions": cfg.reps,
-        "samples": samples,
-    }
-
-
-# --- 3. polling ------------------------------------------------------------------------------
-
-
-def minimum_polls(duration: float, interval: float, max_interval: float) -> int:
-    """The fewest polls that can observe an activity finishing ``duration`` s after creation.
-
-    The SDK's schedule: the first poll at once (t = 0), then delays ``interval * 1.5**k``
-    capped at ``max_interval``, each jittered to uniform(d/2, d). Jitter only shortens a
-    delay, so the un-jittered schedule (every delay at its longest) reaches ``duration``
-    with the fewest polls: count polls until one lands at or after ``duration``.
-    For 1.0 s, 0.1 s, 0.5 s: polls at 0, 0.1, 0.25, 0.475, 0.8125 and 1.3125 s, so 6.
-    """
-    t, polls, k = 0.0, 1, 0
-    while t < duration:
-        t += min(max_interval, interval * 1.5**k)
-        k += 1
-        polls += 1
-    return polls
-
-
-def minimum_fixed_polls(duration: float, interval: float) -> int:
-    """The fewest polls of a fixed-interval poller (first at t = 0) that see ``duration``."""
-    return math.ceil(round(duration / interval, 9)) + 1
-
-
-def polling(cfg: Config) -> dict[str, Any]:
-    """Requests per activity and wall time of ``await_activity`` over many activities.
-
-    The server (``FakeClearTax``) creates the activities directly (no HTTP), each turning
-    SUCCEEDED ``polling_duration`` seconds after its creation; then the client awaits all of
-    them concurrently with ``await_activity(interval=0.1, max_interval=0.5)``. Requests are
-    counted by the server, per activity. Wall time runs from the creation of the first
-    activity (the server's monotonic clock, which is system-wide) to the last activity's
-    final status. Ideal wall time: the duration plus one ``max_interval`` (the longest a
-    poller can be asleep when the activity finishes). Baseline: the loop users write by
-    hand, polling every 0.1 s with raw aiohttp (``get`` + ``json()``) until ``Status`` is no
-    longer IN_PROGRESS; same connector limit (the client's default, 100).
-
-    Run twice: with the specified 2,000 activities and with 200. At 2,000 the schedules ask
-    for more requests per second than two cores can serve (the SDK's first three polls of
-    every activity fall within 0.25 s: 24,000 requests/s), so requests queue, and the polls
-    per activity show the machine's throughput, not the schedule. ``load_limited`` says when
-    that happened: the baseline made under 75 % of the polls its schedule calls for, which
-    means its requests took over a third of the poll interval to be answered. At 200 the
-    schedule alone decides.
-    """
-    duration = cfg.polling_duration
-    interval, max_interval = cfg.polling_interval, cfg.polling_max_interval
-    limit = 100  # PcsidClient's default max_connections; the baseline gets the same
-
-    with ServerProcess("fake") as server:
-
-        async def sdk(ids: list[str]) -> None:
-            async with sdk_client(server, limit) as client:
-                finals = await asyncio.gather(
-                    *(
-                        client.await_activity(
-                            i, timeout=60.0, interval=interval, max_interval=max_interval
-                        )
-                        for i in ids
-                    )
-                )
-            assert all(f.succeeded for f in finals)
-
-        async def fixed(ids: list[str]) -> None:
-            headers = raw_headers(server)
-            async with raw_session(limit) as session:
-
-                async def wait(activity_id: str) -> None:
-                    url = f"{server.url}/onboarding/{activity_id}/pcsid-status"
-                    while True:
-                        async with session.get(url, headers=headers) as resp:
-                            body = await resp.json()
-                        if body["Status"] != "IN_PROGRESS":
-                            return
-                        await asyncio.sleep(interval)
-
-                await asyncio.gather(*(wait(i) for i in ids))
-
-        def run(pollers: Callable[[list[str]], Awaitable[None]], n: int) -> dict[str, Any]:
-            created = server.command("activities", n=n, delay=duration)
-            ids = created["ids"]
-            cpu = time.process_time()
-            asyncio.run(pollers(ids))  # type: ignore[arg-type]
-            wall = time.monotonic() - created["created"]
-            cpu = time.process_time() - cpu
-            answer = server.command("polls", ids=ids)
-            assert all(state == "SUCCEEDED" for state in answer["states"])
-            polls = answer["polls"]
-            return {
-                "wall_s": wall,
-                "requests_per_activity": sum(polls) / n,
-                "max_requests": max(polls),
-                "min_requests": min(polls),
-                "cpu_s": cpu,
-            }
-
-        variants = {}
-        as_specified = (cfg.polling_activities, cfg.polling_reps)
-        schedule_bound = (cfg.polling_activities // 10, 1 if cfg.quick else cfg.polling_reps)
-        for n, reps in (as_specified, schedule_bound):
-            variants[n] = alternate(
-                reps,
-                {
-                    "sdk": lambda n=n: run(sdk, n),  # type: ignore[misc]
-                    "fixed": lambda n=n: run(fixed, n),  # type: ignore[misc]
-                },
-            )
-
-    minimum = minimum_polls(duration, interval, max_interval)
-    fixed_minimum = minimum_fixed_polls(duration, interval)
-    ideal = duration + max_interval
-
-    def figures(n: int) -> dict[str, Any]:
-        samples = variants[n]
-        sdk_rpa = median([s["requests_per_activity"] for s in samples["sdk"]])
-        sdk_wall = median([s["wall_s"] for s in samples["sdk"]])
-        fixed_rpa = median([s["requests_per_activity"] for s in samples["fixed"]])
-        fixed_wall = median([s["wall_s"] for s in samples["fixed"]])
-        return {
-            "activities": n,
-            "requests_per_activity": sdk_rpa,
-            "over_minimum": sdk_rpa / minimum,
-            "wall_over_ideal": sdk_wall / ideal,
-            "sdk_wall_s": sdk_wall,
-            "baseline_requests_per_activity": fixed_rpa,
-            "baseline_over_minimum": fixed_rpa / minimum,
-            "baseline_wall_s": fixed_wall,
-            "baseline_wall_over_ideal": fixed_wall / ideal,
-            "load_limited": fixed_rpa < 0.75 * fixed_minimum,
-            "repetitions": len(samples["sdk"]),
-            "samples": samples,
-        }
-
-    specified, light = (figures(n) for n in variants)
-    return {
-        **specified,
-        "schedule_bound": light,
-        "minimum_requests": minimum,
-        "baseline_minimum_requests": fixed_minimum,
-        "ideal_wall_s": ideal,
-        "activity_duration_s": duration,
-        "interval_s": interval,
-        "max_interval_s": max_interval,
-        "max_connections": limit,
-    }
-
-
-# --- 4. memory -------------------------------------------------------------------------------
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def memory_child(kind: str, n: int, url: str, token: str, vat: str) -> dict[str, Any]:
-    """The child process of the memory scenario: one batch, RSS before and at peak.
-
-    Both kinds of child have imported the same modules (aiohttp and pcsid_async) before the
-    first reading, so only the batch's own memory counts.
-    """
-    server = ServerProcess.attached(url, token, vat)
-    run = sdk_batch if kind == "sdk" else naive_batch
-    gc.collect()
-    before = _rss_kb("VmRSS")
-    peak_reset = _reset_peak()
-    result = asyncio.run(run(server, n, 200))
-    peak = _rss_kb("VmHWM")
-    return {
-        **result,
-        "rss_before_mb": before / 1024,
-        "rss_peak_mb": peak / 1024,
-        "rss_growth_mb": (peak - before) / 1024,
-        "peak_reset": peak_reset,
-    }
-
-
-def memory(cfg: Config) -> dict[str, Any]:
-    """Peak RSS growth while renewing ``memory_devices`` devices against a fast server.
-
-    Each batch runs in a fresh child process (so the peak RSS is this batch's own); RSS is
-    read from ``/proc/self/status`` before the batch (after imports) and at its end
-    (``VmHWM``, the peak, reset to the current RSS just before the batch where the kernel
-    allows it). The SDK streams the devices from a generator through ``renew_many`` and
-    discards the outcomes as they arrive. Baseline: the naive list-and-gather batch of the
-    batch scenario, which holds every coroutine, task and result at once.
-    """
-    n = cfg.memory_devices
-    with ServerProcess("fixed") as server:
-
-        def child(kind: str) -> dict[str, Any]:
-            argv = [sys.executable, str(HERE / "_scenarios.py"), "memory", kind, str(n)]
-            argv += [server.url, server.token, server.vat]
-            out = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(f"memory child ({kind}) failed:\n{out.stderr}")
-            result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-            return result
-
-        reps = 1 if cfg.quick else 2
-        samples = alternate(reps, {"sdk": lambda: child("sdk"), "naive": lambda: child("naive")})
-    sdk_growth = median([s["rss_growth_mb"] for s in samples["sdk"]])
-    naive_growth = median([s["rss_growth_mb"] for s in samples["naive"]])
-    return {
-        "rss_growth_mb": sdk_growth,
-        "naive_rss_growth_mb": naive_growth,
-        "devices": n,
-        "concurrency": 200,
-        "repetitions": reps,
         "samples": samples,
     }
 
@@ -913,14 +712,3 @@ def throughput(cfg: Config) -> dict[str, Any]:
         "ideal_devices_per_s": [c / latency for c in cfg.chart_concurrency],
         "latency_s": latency,
     }
-
-
-def main() -> None:
-    """Entry point of the memory scenario's child process."""
-    _, scenario, kind, n, url, token, vat = sys.argv
-    assert scenario == "memory", scenario
-    print(json.dumps(memory_child(kind, int(n), url, token, vat)))
-
-
-if __name__ == "__main__":
-    main()
