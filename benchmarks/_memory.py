@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import _batch
 import _scenarios
 from _servers import ServerProcess
 
@@ -77,9 +78,9 @@ def child(mode: str, kind: str, n: int, url: str, token: str, vat: str) -> dict[
     marks: dict[str, int] = {}
     conc = n if mode == "inflight" else STREAM_CONCURRENCY
     run = {
-        "sdk": _scenarios.sdk_batch,
-        "rawpool": _scenarios.rawpool_batch,
-        "naive": _scenarios.naive_batch,
+        "sdk": _batch.sdk_batch,
+        "rawpool": _batch.rawpool_batch,
+        "naive": _batch.naive_batch,
     }[kind]
     gc.collect()
     before = rss_kb()

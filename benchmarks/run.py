@@ -24,22 +24,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _batch
 import _memory
+import _overhead
 import _polls
+import _rate
 import _scenarios
+import _sizes
 import aiohttp
 from _scenarios import Config
 
 HERE = Path(__file__).resolve().parent
 
 SCENARIOS: dict[str, Callable[[Config], dict[str, Any]]] = {
-    "overhead": _scenarios.overhead,
-    "batch": _scenarios.batch,
-    "rate": _scenarios.rate,
+    "overhead": _overhead.overhead,
+    "batch": _batch.batch,
+    "rate": _rate.rate,
     "polling": _polls.polling,
     "memory": _memory.memory,
-    "scaling": _scenarios.scaling,
-    "import": _scenarios.import_time,
+    "scaling": _sizes.scaling,
+    "import": _sizes.import_time,
     "journal": _scenarios.journal,
 }
 
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["duration_s"] = time.perf_counter() - t
     if chart_path is not None:
         print("running throughput chart ...", file=sys.stderr, flush=True)
-        results["throughput"] = _scenarios.throughput(cfg)
+        results["throughput"] = _sizes.throughput(cfg)
         chart(results["throughput"], chart_path)
         results["throughput"]["chart"] = str(chart_path)
     results["duration_s"] = time.perf_counter() - started
