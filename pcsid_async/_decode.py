@@ -28,15 +28,9 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
 )
+from ._fastpath import fast_activity, fast_renewal
 from ._models import ActivityState, ActivityStatus, CsidGenerationResult, ErrorDetail, RenewalResult
-from ._serde import (
-    errors_from_body,
-    fast_activity,
-    fast_renewal,
-    structure_activity,
-    structure_csid,
-    structure_renewal,
-)
+from ._serde import errors_from_body, structure_activity, structure_csid, structure_renewal
 
 __all__ = [
     "activity_decoder",

@@ -2,54 +2,69 @@
 
 :class:`Gate` bounds the requests in flight (FIFO, cancellation-safe). :class:`Pacer` holds
 every new request while a server's ``Retry-After`` runs and spaces starts to ``rate_limit``
-against an ideal timeline (see its docstring for the burst it allows).
+against an ideal timeline (virtual scheduling; see its docstring for the burst it allows and
+the 1 s window bound it keeps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import math
+import time
+from typing import Final
 
 __all__ = ["Gate", "Pacer"]
+
+
+# How late (in seconds) the event loop may start a request and still have the lost time made
+# up: above the usual timer lateness (epoll rounds waits up to whole ms; a busy loop adds more),
+# below any pause a person would call a stall.
+_LATENESS_ALLOWANCE: Final = 0.010
+# ``rate_limit`` counts requests per second: the window every 1 s bound refers to.
+_WINDOW: Final = 1.0
 
 
 class Pacer:
     """A client-wide pause (server's Retry-After) and an optional requests-per-second limit.
 
-    Starts are scheduled against the ideal timeline, not one interval after the previous
-    actual start: the k-th start of a busy stretch is due at ``t0 + k * interval``, so a
-    waiter the loop wakes late does not push every later start back (lateness does not
-    accumulate, and the achieved rate converges to the limit). An idle spell restarts the
-    timeline at "now": unused slots are never banked.
+    The limit is virtual scheduling (GCRA) on an ideal timeline, not spacing from the last
+    actual start (which lets the event loop's lateness add up: 0.82 x the limit at 200/s).
+    Each start has a slot; slots are an interval ``T = (1 s + J) / rate_limit`` apart, with
+    ``J`` the lateness allowance (10 ms); a request never starts before its slot, and they
+    start in the order they asked (FIFO).
 
-    The burst: ``burst = max(1, floor(rate_limit))`` starts in any window of
-    ``burst * interval`` seconds (1 s for a whole-number rate), at most. Overdue waiters
-    woken together catch up only within that cap, so for a whole-number ``rate_limit`` no
-    1 s window ever holds more than ``rate_limit`` starts. A ``pause`` pushes the timeline
-    to its end: slots reserved before it are taken again after it.
+    - Late starts: a request the loop starts at most ``J`` after its slot leaves the next
+      slot where it was, so lateness never accumulates and a busy consumer gets
+      ``rate_limit / (1 + J/1 s)``, 0.99 x the limit. Later than ``J`` (a stalled loop, or
+      nobody was waiting: idle) the timeline restarts at that start: no burst makes up for
+      the stall, and idle time banks at most ``J`` of credit.
+    - The bound: any ``n + 1`` starts span at least ``n T - J``, so ``rate_limit + 1``
+      starts span at least 1 s: no 1 s window ever holds more than ``rate_limit`` starts
+      (``ceil(rate_limit)`` for a fractional one). The burst is that tolerance: two starts
+      are never closer than ``T - J`` (at most ``1 + J/T`` together, only to make up
+      lateness; one at a time below 100/s).
+    - Pauses: a ``Retry-After`` holds every start until it ends and moves the timeline to
+      its end, so the requests held back go out one interval apart from then, not at once.
+
+    Times are ``time.monotonic()``: uvloop's ``loop.time()`` is a cached millisecond clock,
+    and its timers may fire early by that much; a release that comes early waits again.
     """
 
-    __slots__ = ("_burst", "_interval", "_next_slot", "_paused_until", "_pauses", "_starts")
+    __slots__ = ("_interval", "_paused_until", "_slot", "_timer", "_waiters")
 
     def __init__(self, rate_limit: float | None) -> None:
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        # TODO(issue 12): max(1, floor(rate_limit)) once test_client's busy-loop test allows it.
-        self._burst = 1
-        self._next_slot = 0.0
+        self._interval = (_WINDOW + _LATENESS_ALLOWANCE) / rate_limit if rate_limit else 0.0
+        self._slot = -math.inf  # the next start's place on the timeline (GCRA's TAT)
         self._paused_until = 0.0
-        self._pauses = 0
-        # The latest `burst` start times: the window the burst cap looks back on.
-        self._starts: collections.deque[float] = collections.deque(maxlen=self._burst)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def paused_until(self) -> float:
-        """The loop time until which no new request may start."""
+        """The ``time.monotonic()`` until which no new request may start."""
         return self._paused_until
-
-    @property
-    def burst(self) -> int:
-        """The most starts in any window of ``burst`` intervals."""
-        return self._burst
 
     @property
     def idle(self) -> bool:
@@ -61,37 +76,57 @@ class Pacer:
 
     def pause(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` from now (never shortens a running pause)."""
-        until = asyncio.get_running_loop().time() + seconds
+        until = time.monotonic() + seconds
         if until > self._paused_until:
             self._paused_until = until
-            self._pauses += 1
-            self._next_slot = max(self._next_slot, until)
+            self._slot = max(self._slot, until)  # no catch-up burst once the pause ends
 
     async def wait(self) -> None:
-        """Return when a new request may start."""
-        loop = asyncio.get_running_loop()
-        slot: float | None = None
-        pauses = -1
-        while True:
-            now = loop.time()
-            if self._paused_until > now:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            if self._interval:
-                if slot is None or pauses != self._pauses:
-                    # Our place on the timeline; taken again if a pause came meanwhile.
-                    slot = max(now, self._next_slot)
-                    self._next_slot = slot + self._interval
-                    pauses = self._pauses
-                start = slot
-                starts = self._starts
-                if len(starts) == self._burst:  # the burst cap: a full window behind us
-                    start = max(start, starts[0] + self._burst * self._interval)
-                if start > now:
-                    await asyncio.sleep(start - now)
-                    continue
-                starts.append(now)
+        """Return when a new request may start (at once if its slot has come, nobody queued)."""
+        if not self._waiters and self._admit(time.monotonic()):
             return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        if self._timer is None:
+            self._arm(loop)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):  # not there: it was let through, slot spent
+                self._waiters.remove(waiter)
+            raise
+
+    def _admit(self, now: float) -> bool:
+        """Take the next slot if a request may start at ``now``."""
+        if now < self._paused_until:
+            return False
+        interval = self._interval
+        if interval:
+            slot = self._slot
+            if now < slot:
+                return False
+            # At most the allowance late: the timeline holds. Later: it restarts now.
+            self._slot = (slot if now - slot <= _LATENESS_ALLOWANCE else now) + interval
+        return True
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        delay = max(self._paused_until, self._slot) - time.monotonic()
+        self._timer = loop.call_later(max(delay, 0.0), self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let through, in order, every queued request whose slot has come; re-arm for the rest."""
+        self._timer = None
+        waiters = self._waiters
+        now = time.monotonic()
+        while waiters:
+            if waiters[0].done():  # cancelled, and its task has not run to leave the line yet
+                waiters.popleft()
+            elif self._admit(now):
+                waiters.popleft().set_result(None)
+            else:
+                self._arm(loop)
+                return
 
 
 class Gate:

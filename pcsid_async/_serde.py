@@ -1,9 +1,11 @@
-"""The package's own cattrs converter: wire-name rule, tolerant nesting, timestamps.
+"""The package's own cattrs converter: wire-name rule, tolerant nesting, error details.
 
 The wire speaks PascalCase (``DeviceId``); models are snake_case (``device_id``). The rule is
 :func:`wire_name`, applied to every attrs model by a hook factory, so models carry no
 wire annotations. Unknown keys are ignored everywhere. cattrs' validation errors become a
 single :class:`~pcsid_async.ResponseDecodeError` whose reason names the wire field.
+Timestamps are read by :mod:`pcsid_async._timestamps`; the usual answers skip this module's
+converter through :mod:`pcsid_async._fastpath`, which builds equal models or defers here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import datetime as dt
 import enum
 import functools
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,22 +25,19 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ._errors import ResponseDecodeError
 from ._models import (
-    ActivityState,
     ActivityStatus,
     CheckOutcome,
     ComplianceCheck,
     CsidGenerationResult,
     ErrorDetail,
     FrozenMap,
-    GenerationStatus,
     RenewalResult,
 )
+from ._timestamps import parse_timestamp
 
 __all__ = [
     "converter",
     "errors_from_body",
-    "fast_activity",
-    "fast_renewal",
     "parse_timestamp",
     "structure_activity",
     "structure_csid",
@@ -72,88 +70,6 @@ def wire_name(field: str) -> str:
         return _WIRE_EXCEPTIONS[field]
     except KeyError:
         return "".join(part[:1].upper() + part[1:] for part in field.split("_"))
-
-
-# --- timestamps ------------------------------------------------------------------------------
-
-_ISO_RE: Final = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
-)
-# Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
-_MS_THRESHOLD: Final = 100_000_000_000
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def _from_epoch(value: float) -> dt.datetime:
-    if abs(value) >= _MS_THRESHOLD:
-        # Exact timedelta arithmetic: value / 1000 in floats can land a microsecond off.
-        return _EPOCH + dt.timedelta(milliseconds=value)
-    return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
-
-
-def _parse_iso_slow(text: str) -> dt.datetime:
-    match = _ISO_RE.match(text)
-    if match is None:
-        raise ValueError(f"not an ISO-8601 timestamp: {text[:40]!r}")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    tz = dt.timezone.utc
-    if zone and zone not in ("Z", "z"):
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        tz = dt.timezone(sign * offset)
-    parsed = dt.datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
-    )
-    return parsed.astimezone(dt.timezone.utc)
-
-
-def _parse_iso_fast(text: str) -> dt.datetime:
-    # Python 3.11's fromisoformat reads every ISO-8601 form we accept ("Z" included).
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return _parse_iso_slow(text)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
-
-
-_parse_iso: Final = _parse_iso_fast if sys.version_info >= (3, 11) else _parse_iso_slow
-_fromisoformat: Final = dt.datetime.fromisoformat if sys.version_info >= (3, 11) else None
-_UTC: Final = dt.timezone.utc
-
-
-def parse_timestamp(value: object) -> dt.datetime:
-    """Parse a wire timestamp into an aware UTC datetime.
-
-    Accepts ISO-8601 (``Z`` or an offset, with or without fractions; no zone means UTC) and
-    epoch seconds or milliseconds, as numbers or numeric strings.
-
-    Raises:
-        ValueError: for anything else.
-
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a timestamp, got a boolean")
-    if isinstance(value, (int, float)):
-        try:
-            return _from_epoch(value)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise ValueError(f"epoch value out of range: {value!r}") from exc
-    if isinstance(value, str):
-        text = value.strip()
-        if text[4:5] == "-" and text[:4].isdigit():
-            # An ISO date, which float() can never parse: skip the cost of its exception.
-            return _parse_iso(text)
-        try:
-            number = float(text)
-        except ValueError:
-            return _parse_iso(text)
-        return parse_timestamp(number)
-    raise ValueError(f"expected a timestamp, got {type(value).__name__}")
 
 
 # --- the converter ---------------------------------------------------------------------------
@@ -409,10 +325,6 @@ def structure_activity(data: object, activity_id: str) -> ActivityStatus:
     ``ResponseMetaData`` inside ``ResponseInfo`` or at top level; either container may be
     ``null`` or absent, and each check field is optional.
     """
-    if type(data) is dict:
-        fast = fast_activity(data, activity_id)
-        if fast is not None:
-            return fast
     body = _as_mapping(data)
     if body is None:
         raise ResponseDecodeError(f"expected a JSON object, got {_json_type(data)}")
@@ -452,141 +364,3 @@ def _count(containers: tuple[Mapping[str, Any] | None, ...], name: str) -> objec
             if value is not None:
                 return value
     return None
-
-
-_STATES: Final[Mapping[str, ActivityState]] = {s.value: s for s in ActivityState}
-_GENERATION: Final[Mapping[str, GenerationStatus]] = {g.value: g for g in GenerationStatus}
-_TIME_FIELDS: Final = ("CreatedAt", "UpdatedAt", "CompletedAt")
-_CHECK_PAIRS: Final = tuple((c.value, c) for c in ComplianceCheck)
-_NO_CHECKS: Final[FrozenMap[ComplianceCheck, CheckOutcome]] = FrozenMap()
-# Check maps by their raw texts: a few shapes (all passed, none yet, a handful of failure
-# texts) recur across thousands of polls, and a FrozenMap is immutable, so they are shared.
-_CHECK_MAPS: dict[tuple[object, ...], FrozenMap[ComplianceCheck, CheckOutcome]] = {}
-_MAX_CHECK_MAPS: Final = 256
-
-
-def _fast_checks(raw: Mapping[str, object]) -> FrozenMap[ComplianceCheck, CheckOutcome] | None:
-    texts = tuple(map(raw.get, _CHECK_NAMES))
-    try:
-        shared = _CHECK_MAPS.get(texts)
-    except TypeError:  # an array or object where a text belongs
-        return None
-    if shared is not None:
-        return shared
-    checks: dict[ComplianceCheck, CheckOutcome] = {}
-    for (_, check), text in zip(_CHECK_PAIRS, texts, strict=True):
-        if text is None:
-            continue
-        if text == "SUCCEEDED":
-            checks[check] = _PASSED
-        elif type(text) is str:
-            checks[check] = CheckOutcome.from_raw(text)
-        else:
-            return None
-    made: FrozenMap[ComplianceCheck, CheckOutcome] = FrozenMap(checks)
-    if len(_CHECK_MAPS) >= _MAX_CHECK_MAPS:
-        _CHECK_MAPS.clear()
-    _CHECK_MAPS[texts] = made
-    return made
-
-
-def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | None:
-    """Build the model straight from a well-typed body: what nearly every answer is.
-
-    Every status poll decodes one, so this reads the parsed JSON directly, with no
-    converter hooks and as few calls as possible (it is measured against raw aiohttp).
-    It returns ``None`` at the first value that is not exactly the usual type (a container
-    that is not an object, a numeric string, an epoch timestamp, an unknown enum value,
-    ...), and :func:`structure_activity` then decodes the body as before, with its
-    tolerances and its error messages. Both paths build equal models (tested on generated
-    bodies).
-    """
-    get = body.get
-    status = get("Status")
-    activity_type = get("ActivityType")
-    if type(status) is not str or (activity_type is not None and type(activity_type) is not str):
-        return None
-    state = _STATES.get(status)
-    if state is None:
-        return None
-    request_meta = get("RequestMetaInfo")
-    response_info = get("ResponseInfo")
-    meta = get("ResponseMetaData")
-    if meta is None and response_info is not None:
-        if type(response_info) is not dict:
-            return None
-        meta = response_info.get("ResponseMetaData")
-    for container in (request_meta, response_info, meta):
-        if container is not None and type(container) is not dict:
-            return None
-    times: list[Any] = list(map(get, _TIME_FIELDS))
-    for i, value in enumerate(times):
-        if value is not None:
-            if type(value) is not str or value[4:5] != "-":
-                return None
-            try:
-                if _fromisoformat is not None:  # pragma: no branch - 3.11+: "...Z" at C speed
-                    parsed = _fromisoformat(value)
-                    if parsed.tzinfo is not _UTC:
-                        parsed = _parse_iso(value)
-                else:  # pragma: no cover - Python 3.10
-                    parsed = _parse_iso(value)
-            except (ValueError, OverflowError):  # the converter words the complaint
-                return None
-            times[i] = parsed
-    # Counts: RequestMetaInfo first (where the contract puts them), then the other places.
-    counts: list[Any] = (
-        [None] * 3 if request_meta is None else list(map(request_meta.get, _COUNT_NAMES))
-    )
-    if None in counts:
-        counts = [_count((request_meta, response_info, body, meta), name) for name in _COUNT_NAMES]
-    for count in counts:
-        if count is not None and type(count) is not int:
-            return None
-    generated: GenerationStatus | None = None
-    checks = _NO_CHECKS
-    if meta is not None:
-        raw_generated = meta.get("PcsidGenerated")
-        if raw_generated is not None:
-            generated = _GENERATION.get(raw_generated) if type(raw_generated) is str else None
-            if generated is None:
-                return None
-        found = _fast_checks(meta)
-        if found is None:
-            return None
-        checks = found
-    errors = get("ErrorList")
-    return ActivityStatus(
-        activity_id,
-        activity_type,
-        state,
-        times[0],
-        times[1],
-        times[2],
-        counts[0],
-        counts[1],
-        counts[2],
-        generated,
-        checks,
-        errors_from_body(errors) if errors else (),
-    )
-
-
-def fast_renewal(body: dict[str, Any]) -> RenewalResult | None:
-    """A renew-pcsid answer of the usual types, built directly; ``None`` for anything else.
-
-    Answers with error details are left to the converter (and to the decoder's OTP
-    scrubbing), as are numbers where text belongs and unknown statuses.
-    """
-    get = body.get
-    status = get("Status")
-    generated = _GENERATION.get(status) if type(status) is str else None
-    if generated is None or get("ErrorList"):
-        return None
-    device_id = get("DeviceId")
-    activity_id = get("PcsidGenerationActivityId")
-    if (device_id is not None and type(device_id) is not str) or (
-        activity_id is not None and type(activity_id) is not str
-    ):
-        return None
-    return RenewalResult(generated, device_id, (), activity_id)

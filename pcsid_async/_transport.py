@@ -19,6 +19,7 @@ import contextvars
 import logging
 import ssl as ssl_module
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -42,6 +43,7 @@ from ._pacing import Pacer as _Pacer
 from ._retrying import CALL_STARTED as _CALL_STARTED
 from ._retrying import CallState as _CallState
 from ._retrying import CallStats, Retries
+from ._stale import peer_ended, refused_unsent
 from ._validate import check_base_url
 
 __all__ = ["CallStats", "Decoder", "Transport", "check_base_url"]
@@ -56,12 +58,12 @@ _PAUSING: Final = frozenset({429, 503})
 
 
 class _SendTrace:
-    """Per-request trace context: whether aiohttp started writing this request."""
+    """Per-request trace context: how many connections aiohttp was handed for this request."""
 
     __slots__ = ("written",)
 
     def __init__(self) -> None:
-        self.written = False
+        self.written = 0
 
 
 # The request the current task is sending through our own session (set around each send).
@@ -71,22 +73,34 @@ _SENDING: Final[contextvars.ContextVar[_SendTrace | None]] = contextvars.Context
 
 
 class _Connector(aiohttp.TCPConnector):
-    """The owned session's connector: it marks the request in flight as written.
+    """The owned session's connector: it counts the connections handed to the request.
 
-    aiohttp writes the request line and headers as soon as ``connect`` hands over a
-    connection, with no suspension in between, so "got a connection" is "began writing":
-    if it never happened, not one byte of the request went out. (An aiohttp TraceConfig
-    tells the same but costs a trace object and five signals per request: about a tenth
-    of a call's CPU.)
+    aiohttp writes a request only on a connection ``connect`` handed over, so if that
+    never happened, not one byte of the request went out. The write itself may come a
+    loop turn later (aiohttp 3.12+ on Python < 3.12, or a trace callback that waits), so
+    "handed over" is read as "may have been written" unless aiohttp refused the write
+    (see _stale). A pooled connection the peer has already ended is dropped here, before
+    any of the request is written to it. (An aiohttp TraceConfig tells the same but costs
+    a trace object and five signals per request: about a tenth of a call's CPU.)
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._handed: weakref.WeakSet[object] = weakref.WeakSet()
 
     async def connect(
         self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
+        # Each round takes a pooled connection out for good, so this ends at a new one.
+        while connection.protocol in self._handed and peer_ended(connection):
+            logger.debug("dropped a pooled connection the server had already closed")
+            connection.close()
+            connection = await super().connect(req, traces, timeout)
+        self._handed.add(connection.protocol)
         trace = _SENDING.get()
         if trace is not None:
-            trace.written = True
+            trace.written += 1
         return connection
 
 
@@ -369,7 +383,9 @@ class Transport:
         if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
             return False  # no connection was ever established
         if self._traced:
-            return trace.written
+            # One connection handed over (aiohttp re-sends only idempotent requests) and
+            # its one write refused: not one byte went out.
+            return trace.written > 0 and not (trace.written == 1 and refused_unsent(exc))
         return True  # a borrowed session cannot tell us: assume the worst
 
     def _timeout_error(

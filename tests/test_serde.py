@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import math
 from typing import Any
 
 import attrs
 import cattrs
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from _bodies import canonical_body
 
 from pcsid_async import (
     ActivityState,
@@ -28,7 +25,6 @@ from pcsid_async import (
 from pcsid_async._serde import (
     converter,
     errors_from_body,
-    parse_timestamp,
     structure_activity,
     structure_csid,
     structure_renewal,
@@ -36,28 +32,6 @@ from pcsid_async._serde import (
 )
 
 UTC = dt.timezone.utc
-CHECKS = [c.value for c in ComplianceCheck]
-
-
-def canonical_body(**changes: Any) -> dict[str, Any]:
-    """The contract's canonical SUCCEEDED activity body, with top-level keys replaced."""
-    body: dict[str, Any] = {
-        "ActivityType": "ZATCA_COMPLIANCE_INVOICE",
-        "Status": "SUCCEEDED",
-        "CreatedAt": "2026-11-22T10:15:30.120Z",
-        "UpdatedAt": "2026-11-22T10:15:41.906Z",
-        "CompletedAt": "2026-11-22T10:15:41.906Z",
-        "RequestMetaInfo": {"TotalCount": 6, "SuccessCount": 6, "FailureCount": 0},
-        "ResponseInfo": {
-            "ResponseMetaData": {
-                "PcsidGenerated": "GENERATED",
-                **dict.fromkeys(CHECKS, "SUCCEEDED"),
-            }
-        },
-        "ErrorList": [],
-    }
-    body.update(changes)
-    return body
 
 
 def counts(status: ActivityStatus) -> tuple[int | None, int | None, int | None]:
@@ -194,89 +168,6 @@ class TestErrorsFromBody:
         for _ in range(5000):
             body = {"ErrorList": body}
         assert errors_from_body(body) == (ErrorDetail("1"),)
-
-
-class TestTimestamps:
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("2026-11-22T10:15:30.120Z", dt.datetime(2026, 11, 22, 10, 15, 30, 120000, UTC)),
-            ("2026-11-22T10:15:30Z", dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC)),
-            ("2026-11-22T13:15:30+03:00", dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC)),
-            ("2026-11-22T05:15:30.5-05:00", dt.datetime(2026, 11, 22, 10, 15, 30, 500000, UTC)),
-            ("2026-11-22T10:15:30", dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC)),
-            ("2026-11-22T13:15:30 +0300", dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC)),
-            ("2026-11-22 10:15:30,25z", dt.datetime(2026, 11, 22, 10, 15, 30, 250000, UTC)),
-            ("2026-11-22T10:15:30.1234567Z", dt.datetime(2026, 11, 22, 10, 15, 30, 123456, UTC)),
-        ],
-    )
-    def test_iso_8601_variants_become_aware_utc(self, text: str, expected: dt.datetime) -> None:
-        parsed = parse_timestamp(text)
-        assert parsed == expected
-        assert parsed.tzinfo is UTC
-
-    @pytest.mark.parametrize(
-        "value",
-        [1795342530, 1795342530.0, 1795342530120, "1795342530", "1795342530120", 1795342530120.0],
-    )
-    def test_epoch_seconds_and_milliseconds(self, value: object) -> None:
-        parsed = parse_timestamp(value)
-        assert parsed.replace(microsecond=0) == dt.datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC)
-        assert parsed.tzinfo is UTC
-
-    def test_epoch_milliseconds_keep_their_fraction(self) -> None:
-        assert parse_timestamp(1795342530120).microsecond == 120000
-
-    @pytest.mark.parametrize(
-        "value",
-        [True, None, {}, [], "", "yesterday", "2026-13-45T99:99:99Z", math.inf, math.nan, 1e300],
-    )
-    def test_anything_else_is_a_value_error(self, value: object) -> None:
-        with pytest.raises(ValueError, match=r"\w"):
-            parse_timestamp(value)
-
-    @given(
-        st.datetimes(
-            min_value=dt.datetime(1974, 1, 1),  # epoch ms below 1e11 (1973) read as seconds
-            max_value=dt.datetime(2999, 12, 31),
-            timezones=st.just(UTC),
-        ),
-        st.sampled_from(["iso_z", "iso_offset", "epoch_s", "epoch_ms"]),
-    )
-    def test_every_documented_format_round_trips(self, moment: dt.datetime, fmt: str) -> None:
-        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-        wire: object
-        if fmt == "iso_z":
-            wire = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
-        elif fmt == "iso_offset":
-            wire = moment.astimezone(dt.timezone(dt.timedelta(hours=3))).isoformat()
-        elif fmt == "epoch_s":
-            wire = int(moment.timestamp())
-            moment = moment.replace(microsecond=0)
-        else:
-            wire = round(moment.timestamp() * 1000)
-        parsed = parse_timestamp(wire)
-        assert parsed == moment
-        assert parsed.tzinfo is UTC
-
-    @given(
-        st.one_of(
-            st.none(),
-            st.booleans(),
-            st.integers(),
-            st.floats(),
-            st.text(),
-            st.from_regex(
-                r"\A\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?\Z"
-            ),
-        )
-    )
-    def test_any_json_scalar_is_an_aware_utc_datetime_or_a_value_error(self, value: object) -> None:
-        try:
-            parsed = parse_timestamp(value)
-        except ValueError:
-            return
-        assert parsed.tzinfo is UTC
 
 
 class TestActivityNesting:
@@ -443,229 +334,3 @@ class TestDecodeReasons:
                 structure(data)
         with pytest.raises(ResponseDecodeError, match=f"expected a JSON object, got {kind}"):
             structure_activity(data, "a")
-
-
-_ODD_VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-3, 10),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=6),
-    st.lists(st.integers(), max_size=1),
-)
-
-
-def _mostly(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Usually ``good``, sometimes any odd JSON value: so both decode paths get exercised."""
-    return st.one_of(good, good, good, good, good, _ODD_VALUES)
-
-
-_TIMESTAMPS = st.one_of(
-    st.sampled_from(
-        [
-            "2026-11-22T10:15:30.120Z",
-            "2026-11-22T13:15:30+03:00",
-            "2026-11-22 10:15:30",
-            "2026-11-22T10:15",
-            " 2026-11-22T10:15:30Z",
-            "2026-11-22T10:15:30Z ",
-            "2026-13-22T10:15:30Z",
-            "0001-01-01T00:00:00+05:00",
-            "1763806530",
-            "1763806530120",
-        ]
-    ),
-    st.sampled_from(["2026-11-22T10:15:30.120Z", "2026-11-22T13:15:30+03:00", None] * 4),
-    st.integers(0, 2_000_000_000_000),
-    _ODD_VALUES,
-)
-_WELL_TYPED_TIMES = st.one_of(
-    st.none(),
-    st.datetimes(
-        min_value=dt.datetime(1970, 1, 2),
-        max_value=dt.datetime(2200, 1, 1),
-        timezones=st.sampled_from([UTC, dt.timezone(dt.timedelta(hours=3))]),
-    ).map(dt.datetime.isoformat),
-    st.sampled_from(["2026-11-22T10:15:30.120Z", "2026-11-22T10:15:30"]),
-)
-_CHECK_TEXTS = _mostly(st.sampled_from(["SUCCEEDED", "succeeded ", "bad qr, bad hash", "", " , "]))
-
-
-def _both_paths(body: dict[str, Any]) -> tuple[ActivityStatus | None, ActivityStatus | Exception]:
-    """What the fast path built (``None``: it deferred) and what the converter alone makes."""
-    from pcsid_async import _serde
-
-    real = _serde.fast_activity
-    seen: list[ActivityStatus | None] = []
-
-    def spy(*args: Any) -> ActivityStatus | None:
-        seen.append(real(*args))
-        return seen[-1]
-
-    try:
-        _serde.fast_activity = spy  # type: ignore[assignment]
-        with contextlib.suppress(ResponseDecodeError):
-            structure_activity(body, "a")
-        _serde.fast_activity = lambda *args: None  # type: ignore[assignment]
-        try:
-            slow: ActivityStatus | Exception = structure_activity(body, "a")
-        except ResponseDecodeError as exc:
-            slow = exc
-    finally:
-        _serde.fast_activity = real  # type: ignore[assignment]
-    return (seen[0] if seen else None), slow
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """A wire body from flat fields: counts in RequestMetaInfo, checks in ResponseInfo."""
-    body = {k: v for k, v in flat.items() if k not in ("Counts", "Meta")}
-    if "Counts" in flat:
-        body["RequestMetaInfo"] = flat["Counts"]
-    if "Meta" in flat:
-        body["ResponseInfo"] = {"ResponseMetaData": flat["Meta"]}
-    return body
-
-
-class TestActivityFastPath:
-    """The direct decode of well-typed bodies agrees with the converter on every body."""
-
-    def test_canonical_body_takes_the_fast_path(self) -> None:
-        body = canonical_body(CompletedAt=None, ErrorList=[{"ErrorCode": "1", "ErrorMessage": "m"}])
-        body["ResponseInfo"]["ResponseMetaData"][CHECKS[0]] = "x, y"
-        fast, slow = _both_paths(body)
-        assert fast is not None
-        assert fast == slow
-        assert fast.checks[ComplianceCheck(CHECKS[0])].messages == ("x", "y")
-        assert fast.errors == (ErrorDetail(code="1", message="m"),)
-        again, _ = _both_paths(body)  # the check map is shared, the model equal
-        assert again == fast
-        assert again is not None
-        assert again.checks is fast.checks
-
-    def test_unhashable_check_text_defers_to_the_converter(self) -> None:
-        body = canonical_body()
-        body["ResponseInfo"]["ResponseMetaData"][CHECKS[0]] = ["x"]
-        fast, slow = _both_paths(body)
-        assert fast is None
-        assert isinstance(slow, ResponseDecodeError)
-
-    @given(
-        st.fixed_dictionaries(
-            {
-                "Status": _mostly(st.sampled_from(["SUCCEEDED", "FAILED", "IN_PROGRESS"])),
-                "ActivityType": _mostly(st.sampled_from(["ZATCA_COMPLIANCE_INVOICE", None])),
-                "CreatedAt": _TIMESTAMPS,
-                "UpdatedAt": _TIMESTAMPS,
-                "CompletedAt": _TIMESTAMPS,
-                "ErrorList": _mostly(
-                    st.sampled_from([[], None, [{"ErrorCode": 7, "ErrorMessage": "m"}]])
-                ),
-            },
-            optional={
-                "Counts": st.fixed_dictionaries(
-                    {},
-                    optional={
-                        "TotalCount": _mostly(st.sampled_from([6, 3, "6"])),
-                        "SuccessCount": _mostly(st.sampled_from([6, 0, 6.0])),
-                        "FailureCount": _mostly(st.just(0)),
-                    },
-                ),
-                "Meta": st.fixed_dictionaries(
-                    {},
-                    optional={
-                        "PcsidGenerated": _mostly(st.sampled_from(["GENERATED", "FAILED", "NOPE"])),
-                        **dict.fromkeys(CHECKS, _CHECK_TEXTS),
-                    },
-                ),
-            },
-        )
-    )
-    @settings(max_examples=300)
-    def test_fast_path_equals_the_converter(self, flat: dict[str, Any]) -> None:
-        fast, slow = _both_paths(_nest(flat))
-        if isinstance(slow, Exception):
-            assert fast is None  # only the converter words complaints
-            return
-        if fast is not None:
-            assert fast == slow
-            assert [type(v) for v in attrs.astuple(fast, recurse=False)] == [
-                type(v) for v in attrs.astuple(slow, recurse=False)
-            ]
-
-    @given(
-        st.fixed_dictionaries(
-            {
-                "Status": st.sampled_from(["SUCCEEDED", "FAILED", "IN_PROGRESS"]),
-                "ActivityType": st.sampled_from(["ZATCA_COMPLIANCE_INVOICE", None]),
-                "CreatedAt": _WELL_TYPED_TIMES,
-                "UpdatedAt": _WELL_TYPED_TIMES,
-                "CompletedAt": _WELL_TYPED_TIMES,
-                "ErrorList": st.sampled_from([[], None, [{"ErrorCode": 7, "ErrorMessage": "m"}]]),
-            },
-            optional={
-                "Counts": st.fixed_dictionaries(
-                    {},
-                    optional=dict.fromkeys(
-                        ("TotalCount", "SuccessCount", "FailureCount"), st.integers(0, 6)
-                    ),
-                ),
-                "Meta": st.fixed_dictionaries(
-                    {},
-                    optional={
-                        "PcsidGenerated": st.sampled_from(["GENERATED", "FAILED"]),
-                        **dict.fromkeys(
-                            CHECKS, st.one_of(st.just("SUCCEEDED"), st.text(max_size=8))
-                        ),
-                    },
-                ),
-            },
-        )
-    )
-    def test_well_typed_bodies_take_the_fast_path(self, flat: dict[str, Any]) -> None:
-        fast, slow = _both_paths(_nest(flat))
-        assert fast is not None
-        assert fast == slow
-
-
-def _renewal_both_paths(body: dict[str, Any]) -> tuple[RenewalResult | None, object]:
-    from pcsid_async import _serde
-
-    try:
-        slow: object = structure_renewal(body)
-    except ResponseDecodeError as exc:
-        slow = exc
-    return _serde.fast_renewal(body), slow
-
-
-class TestRenewalFastPath:
-    @given(
-        st.fixed_dictionaries(
-            {"Status": st.sampled_from(["GENERATED", "FAILED"])},
-            optional={
-                "DeviceId": st.one_of(st.none(), st.text(max_size=8)),
-                "PcsidGenerationActivityId": st.one_of(st.none(), st.text(max_size=8)),
-                "ErrorList": st.sampled_from([[], None]),
-            },
-        )
-    )
-    def test_well_typed_answers_take_the_fast_path(self, body: dict[str, Any]) -> None:
-        fast, slow = _renewal_both_paths(body)
-        assert fast is not None
-        assert fast == slow
-
-    @given(
-        st.fixed_dictionaries(
-            {"Status": _mostly(st.sampled_from(["GENERATED", "FAILED", "NOPE"]))},
-            optional={
-                "DeviceId": _mostly(st.text(max_size=8)),
-                "PcsidGenerationActivityId": _mostly(st.text(max_size=8)),
-                "ErrorList": _mostly(st.sampled_from([[], [{"ErrorCode": "6002"}]])),
-            },
-        )
-    )
-    def test_fast_path_equals_the_converter(self, body: dict[str, Any]) -> None:
-        fast, slow = _renewal_both_paths(body)
-        if isinstance(slow, Exception):
-            assert fast is None
-        elif fast is not None:
-            assert fast == slow
