@@ -5,10 +5,15 @@ final answer, and renew thousands of EGS devices within their OTPs' hour.
 
     async with PcsidClient(token, vat) as client:
         result = await client.renew(device_id, otp)
+
+Where things live: ``_client`` the client (``_settings`` its checks, ``_onboarding``,
+``_polling``, ``_batch``/``_renewal``/``_outcomes`` and ``_options`` its composed methods);
+``_transport`` (+ ``_session``, ``_pacing``, ``_deadlines``, ``_retrying``, ``_bounded``) the
+wire; ``_decode``/``_serde``/``_models`` answers; ``_errors``/``_hints`` errors; ``_journal*``
+crash-safe batches; ``cli/`` the command line; ``testing/`` the fake server.
 """
 
-from ._batch import OutcomeState, PcsidClient, RenewalOutcome, RenewalRequest
-from ._client import PRODUCTION_URL, SANDBOX_URL
+from ._client import PRODUCTION_URL, SANDBOX_URL, PcsidClient
 from ._config import RetryPolicy
 from ._errors import (
     ActivityFailedError,
@@ -47,6 +52,7 @@ from ._models import (
     RenewalResult,
 )
 from ._onboarding import DeviceDetails, OrganizationDetails
+from ._outcomes import OutcomeState, RenewalOutcome, RenewalRequest
 from ._version import __version__
 
 __all__ = [

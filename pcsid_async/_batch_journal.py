@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from . import _journal_rules as _rules
 from ._errors import InterruptedRenewalError, InvalidArgumentError, PcsidError
 from ._journal import Action, Decision, RenewalJournal
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
     from ._client import BaseClient
+    from ._journal_store import Row
 
     _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
 
@@ -150,24 +152,24 @@ class GroupCommitter:
                     future.set_result(None)
 
     def _commit(self, writes: list[_Write]) -> None:
-        """One transaction for ``writes`` (run in a thread; the only writer of the batch)."""
+        """One transaction for ``writes`` (run in a thread; the only writer of the batch).
+
+        The fingerprints and records are computed here, off the event loop, with one
+        timestamp for the group; the ``sending`` marks go first, then the outcomes (a device
+        has at most one write in a group: its outcome waits for its ``sending`` commit).
+        """
         journal = self.journal
-        db = journal._running()
-        with journal._mutex:
-            db.execute("BEGIN IMMEDIATE")
-        try:
-            for write in writes:
-                if isinstance(write, tuple):
-                    request, vat = write
-                    journal.mark_sending(request.device_id, request.otp, vat=vat)
-                else:
-                    journal.record(write, secrets=(self._token,))
-        except BaseException:
-            with journal._mutex:
-                db.execute("ROLLBACK")
-            raise
-        with journal._mutex:
-            db.execute("COMMIT")
+        now = _rules.now()
+        sending: list[Row] = []
+        outcomes: list[Row] = []
+        secrets = (self._token,)
+        for write in writes:
+            if isinstance(write, tuple):
+                request, vat = write
+                sending.append(journal.sending_row(request.device_id, request.otp, vat, now))
+            else:
+                outcomes.append(journal.outcome_row(write, secrets, now)[0])
+        journal.write(sending, outcomes)
 
     async def wait(self) -> None:
         """Wait until every queued write is committed (or has failed)."""

@@ -1,16 +1,18 @@
-"""The endpoint layer of PcsidClient: input validation, headers, and the three calls.
+"""``PcsidClient``: its constructor, lifecycle, request headers and the endpoint calls.
 
-The public :class:`~pcsid_async.PcsidClient` adds polling (``_polling``) and batch renewal
-(``_batch``) on top of :class:`BaseClient` by subclassing, so imports flow one way.
+Composed, not stacked: ``renew``, ``generate_csid`` and ``get_status`` are written here;
+the other methods are functions of their concern's module, bound here as methods (each
+takes the client as ``self`` and keeps its signature and docstring): onboarding
+(``_onboarding``), polling (``_polling``), batches (``_batch``) and per-call options
+(``_options``). Those modules import this one only for type checking. The constructor's
+checks are ``_settings``'; every request goes through the client's ``_transport.Transport``.
 """
 
 from __future__ import annotations
 
 import json
 import ssl as ssl_module
-import sys
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import partial
 from types import TracebackType
 from typing import Final
@@ -18,27 +20,22 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_max_response_bytes
+from . import _batch, _onboarding, _options, _polling
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._config import RetryPolicy
-from ._decode import (
-    activity_decoder,
-    decode_csid,
-    decode_renewal,
-    parse_retry_after,
-)
-from ._errors import InvalidArgumentError
+from ._decode import activity_decoder, decode_csid, decode_renewal
 from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
-from ._options import OptionsMixin, check_session_options
 from ._serde import wire_name
-from ._transport import CallStats, Transport, check_base_url
-from ._validate import check_activity_id, check_positive, check_token_like
-from ._version import __version__
+from ._settings import client_settings
+from ._transport import CallStats
+from ._validate import check_activity_id, check_positive, check_token_like, per_call
 
 __all__ = [
     "PRODUCTION_URL",
     "SANDBOX_URL",
     "BaseClient",
+    "PcsidClient",
     "check_activity_id",
     "check_positive",
     "check_token_like",
@@ -52,20 +49,16 @@ GENERATE_PATH: Final = "/onboarding/generate-csid"
 _MAX_CACHED_VATS: Final = 1024
 
 
-def _per_call(timeout: object) -> float | None:
-    """A per-call ``timeout=``: ``None`` (the client's), or positive seconds."""
-    return None if timeout is None else check_positive(timeout, "timeout", allow_none=False)
+class PcsidClient:
+    """An asyncio client for ClearTax's KSA PCSID onboarding APIs.
 
+    Use it as an async context manager (or call :meth:`close`)::
 
-def _default_user_agent() -> str:
-    py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return f"pcsid-async/{__version__} aiohttp/{aiohttp.__version__} python/{py}"
+        async with PcsidClient(token, vat) as client:
+            result = await client.renew(device_id, otp)
 
-
-class BaseClient(OptionsMixin):
-    """ClearTax KSA onboarding calls: ``renew``, ``get_status``, ``generate_csid``.
-
-    Not used directly: :class:`~pcsid_async.PcsidClient` is this plus polling and batches.
+    Calls: :meth:`renew`, :meth:`generate_csid`, :meth:`get_status`; waiting:
+    :meth:`await_activity`, :meth:`watch`; many devices at once: :meth:`renew_many`.
     """
 
     def __init__(
@@ -125,55 +118,14 @@ class BaseClient(OptionsMixin):
             ValueError: (an :class:`InvalidArgumentError`) for a bad argument.
 
         """
-        self._token = check_token_like(auth_token, "auth_token")
-        self._vat = check_token_like(vat, "vat")
-        if not isinstance(ssl, (bool, ssl_module.SSLContext)):
-            raise InvalidArgumentError("ssl must be an ssl.SSLContext, True or False")
-        try:
-            self._base_url = check_base_url(base_url, ssl=ssl)
-        except ValueError as exc:
-            raise InvalidArgumentError(str(exc)) from None
-        self._timeout = check_positive(timeout, "timeout", allow_none=True)
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidArgumentError("max_connections must be an integer >= 1")
-        if max_connections < 1:
-            raise InvalidArgumentError("max_connections must be an integer >= 1")
-        self._rate_limit = check_positive(rate_limit, "rate_limit", allow_none=True)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidArgumentError("retry must be a RetryPolicy or None")
-        self._retry = retry or RetryPolicy()
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidArgumentError("session must be an aiohttp.ClientSession or None")
-        proxy_url = check_session_options(session, proxy, trust_env, on_request, on_response)
-        if user_agent is None:
-            user_agent = _default_user_agent()
-        elif (
-            not isinstance(user_agent, str)
-            or not user_agent.strip()
-            or any(unicodedata.category(ch)[0] == "C" for ch in user_agent)
-        ):
-            raise InvalidArgumentError("user_agent must be a non-blank string without controls")
-        self._user_agent = user_agent
-        self._max_connections = max_connections
-        try:
-            max_response_bytes = check_max_response_bytes(max_response_bytes)
-        except ValueError as exc:
-            raise InvalidArgumentError(str(exc)) from None
-        self._transport = Transport(
-            base_url=self._base_url,
-            timeout=self._timeout,
-            retry=self._retry,
-            session=session,
-            max_connections=max_connections,
-            rate_limit=self._rate_limit,
-            trace_configs=trace_configs,
-            ssl=ssl,
-            max_response_bytes=max_response_bytes,
-            proxy=proxy_url,
-            trust_env=trust_env,
-            on_request=on_request,
-            on_response=on_response,
-        )
+        # Every argument, by name, to the one place that checks them (only they are local).
+        given = {name: value for name, value in locals().items() if name != "self"}
+        settings = client_settings(**given)
+        self._token, self._vat = settings.token, settings.vat
+        self._base_url, self._user_agent = settings.base_url, settings.user_agent
+        self._timeout, self._retry = settings.timeout, settings.retry
+        self._rate_limit, self._max_connections = settings.rate_limit, settings.max_connections
+        self._transport = settings.transport()
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
         self._default_headers = (self._headers(None, post=False), self._headers(None, post=True))
@@ -181,7 +133,7 @@ class BaseClient(OptionsMixin):
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> BaseClient:
+    async def __aenter__(self) -> PcsidClient:
         await self._transport.open()
         return self
 
@@ -303,7 +255,7 @@ class BaseClient(OptionsMixin):
             decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
             safe=False,
             stats=_stats,
-            timeout=_per_call(timeout),
+            timeout=per_call(timeout),
         )
 
     async def generate_csid(
@@ -334,7 +286,7 @@ class BaseClient(OptionsMixin):
             body=body,
             decode=partial(decode_csid, method="POST", path=GENERATE_PATH, secrets=secrets),
             safe=False,
-            timeout=_per_call(timeout),
+            timeout=per_call(timeout),
         )
 
     async def get_status(
@@ -363,38 +315,19 @@ class BaseClient(OptionsMixin):
             body=None,
             decode=activity_decoder(str(activity_id), path, self._secrets),
             safe=True,
-            timeout=_per_call(timeout),
+            timeout=per_call(timeout),
         )
 
-    async def _poll_status(
-        self, activity_id: str, *, vat: str | None, timeout: float | None
-    ) -> tuple[ActivityStatus, float | None]:
-        """One attempt of ``get_status`` for the poller: the status and any Retry-After.
+    # --- composed: each concern's functions, bound as methods -----------------------------------
 
-        No request-level retries: the poller's schedule rides out transient failures, so
-        the two never multiply.
-        """
-        segment = check_activity_id(activity_id)
-        path = f"/onboarding/{segment}/pcsid-status"
-        decode_status = activity_decoder(activity_id, path, self._secrets)
+    with_options = _options.with_options
+    register_device = _onboarding.register_device
+    generate_device_id = _onboarding.generate_device_id
+    watch = _polling.watch
+    await_activity = _polling.await_activity
+    renew_many = _batch.renew_many
 
-        def decode(
-            status: int, headers: Mapping[str, str], body: bytes
-        ) -> tuple[ActivityStatus, float | None]:
-            model = decode_status(status, headers, body)
-            return model, parse_retry_after(headers.get("Retry-After"))
 
-        return await self._transport.call(
-            "GET",
-            path,
-            headers=self._headers(vat, post=False),
-            body=None,
-            decode=decode,
-            safe=True,
-            retries=False,
-            timeout=timeout,
-        )
-
-    def _is_transient(self, exc: BaseException) -> bool:
-        """Whether the retry policy would retry ``exc`` for a safe call."""
-        return self._transport.is_retryable(exc, safe=True)
+PcsidClient.__module__ = "pcsid_async"
+# The name _batch_journal's type hints know the client by.
+BaseClient = PcsidClient

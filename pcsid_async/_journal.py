@@ -15,81 +15,25 @@ import json
 import os
 import secrets as secrets_module
 import sqlite3
-import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
-
-import attrs
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from . import _journal_rules as rules
+from . import _journal_store as store
 from ._errors import JournalError
+from ._journal_lock import lock as _lock
 from ._journal_rules import Action, Decision
+from ._journal_store import JournalRow, Row
 from ._version import __version__
-
-if sys.platform == "win32":  # pragma: no cover
-    import msvcrt
-else:
-    import fcntl
 
 if TYPE_CHECKING:
     from ._batch import RenewalOutcome, RenewalRequest
 
 __all__ = ["Action", "Decision", "JournalRow", "RenewalJournal"]
 
-FORMAT: Final = "pcsid-async-journal"
-SCHEMA_VERSION: Final = 1
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-_SCHEMA: Final = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE devices (
-    device_id TEXT PRIMARY KEY,
-    vat TEXT,
-    state TEXT NOT NULL,
-    otp_fp TEXT,
-    otp_unspent INTEGER NOT NULL DEFAULT 0,
-    record TEXT,
-    sends INTEGER NOT NULL DEFAULT 0,
-    sent_at TEXT,
-    updated_at TEXT NOT NULL
-);
-"""
-
-
-@attrs.frozen
-class JournalRow:
-    """One device as the journal holds it (no OTP, no fingerprint)."""
-
-    device_id: str
-    vat: str | None
-    state: str
-    otp_unspent: bool
-    record: dict[str, Any] | None
-    sends: int
-    sent_at: str | None
-    updated_at: str
-
-
-if sys.platform == "win32":  # pragma: no cover - CI's tests run on Linux
-
-    def _lock(handle: IO[bytes]) -> bool:
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-else:
-
-    def _lock(handle: IO[bytes]) -> bool:
-        """Take an exclusive, non-blocking lock on ``handle``; ``False`` if another holds it."""
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+_ABSENT: Final = rules.decide(None, None, same_otp=False, unspent=False, retry_unknown=False)
 
 
 class RenewalJournal:
@@ -108,6 +52,7 @@ class RenewalJournal:
         self._vat: str | None = None
         self._lock_file: IO[bytes] | None = None
         self._mutex = threading.Lock()
+        self._known: dict[str, tuple[str, str | None, int]] | None = None  # during a run
 
     def __repr__(self) -> str:
         return f"RenewalJournal({str(self.path)!r}, vat={self._vat!r})"
@@ -154,17 +99,18 @@ class RenewalJournal:
     def _check_header(self) -> None:
         try:
             with self.path.open("rb") as handle:
-                head = handle.read(len(_SQLITE_MAGIC))
+                head = handle.read(len(store.SQLITE_MAGIC))
         except FileNotFoundError:
             return
         except OSError as exc:
             raise self._error(f"cannot read the journal: {exc}") from None
-        if head and head != _SQLITE_MAGIC:
+        if head and head != store.SQLITE_MAGIC:
             raise self._error("not a renewal journal (not an SQLite database)")
 
     def _setup(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA wal_autocheckpoint=10000")  # fewer checkpoints of hot pages
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise self._error("corrupt database (integrity check failed)")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -173,24 +119,24 @@ class RenewalJournal:
         elif not {"meta", "devices"} <= tables:
             raise self._error("an SQLite database that is not a renewal journal")
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("format") != FORMAT:
+        if meta.get("format") != store.FORMAT:
             raise self._error("an SQLite database that is not a renewal journal")
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
+        if meta.get("schema_version") != str(store.SCHEMA_VERSION):
             raise self._error(
                 f"journal schema version {meta.get('schema_version')} (made by pcsid-async "
-                f"{meta.get('library_version')}); this version reads {SCHEMA_VERSION}"
+                f"{meta.get('library_version')}); this version reads {store.SCHEMA_VERSION}"
             )
         self._key = bytes.fromhex(meta["hmac_key"])
         self._vat = meta.get("vat") or None
 
     def _create(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
+        for statement in store.SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
         meta = {
-            "format": FORMAT,
-            "schema_version": str(SCHEMA_VERSION),
+            "format": store.FORMAT,
+            "schema_version": str(store.SCHEMA_VERSION),
             "created_at": rules.now(),
             "hmac_key": secrets_module.token_bytes(32).hex(),
             "library_version": __version__,
@@ -208,6 +154,7 @@ class RenewalJournal:
             if self._lock_file is not None:
                 self._lock_file.close()
                 self._lock_file = None
+            self._known = None
 
     @property
     def vat(self) -> str | None:
@@ -257,6 +204,12 @@ class RenewalJournal:
                     "updated_at = ? WHERE device_id = ?",
                     (json.dumps(record), record["finished_at"], device_id),
                 )
+            self._known = {
+                d: (state, fp, unspent)
+                for d, state, fp, unspent in db.execute(
+                    "SELECT device_id, state, otp_fp, otp_unspent FROM devices"
+                )
+            }
             db.execute("COMMIT")
         self._vat = vat
         return [row[0] for row in found]
@@ -268,23 +221,41 @@ class RenewalJournal:
         return db
 
     def decide(self, request: RenewalRequest, *, retry_unknown: bool = False) -> Decision:
-        """Whether to send ``request``, by the resume rules (see ``_journal_rules``)."""
-        db = self._conn()
-        with self._mutex:
-            row = db.execute(
-                "SELECT state, otp_fp, otp_unspent, record FROM devices WHERE device_id = ?",
-                (request.device_id,),
-            ).fetchone()
-        if row is None:
-            return rules.decide(None, None, same_otp=False, unspent=False, retry_unknown=False)
-        state, otp_fp, unspent, record = row
+        """Whether to send ``request``, by the resume rules (see ``_journal_rules``).
+
+        During a run (after ``begin``) the rows' states come from memory: the run lock means
+        no other process writes, and every write of this journal updates that copy.
+        """
+        known = self._known
+        if known is not None:
+            row = known.get(request.device_id)
+            if row is None:
+                return _ABSENT
+            state, otp_fp, unspent = row
+            text = None if state in (rules.PENDING, rules.SENDING) else self._record_text(request)
+        else:
+            query = "SELECT state, otp_fp, otp_unspent, record FROM devices WHERE device_id = ?"
+            with self._mutex:
+                found = self._conn().execute(query, (request.device_id,)).fetchone()
+            if found is None:
+                return _ABSENT
+            state, otp_fp, unspent, text = found
         return rules.decide(
             state,
-            None if record is None else json.loads(record),
+            None if text is None else json.loads(text),
             same_otp=otp_fp == rules.fingerprint(self._key, request.otp),
             unspent=bool(unspent),
             retry_unknown=retry_unknown,
         )
+
+    def _record_text(self, request: RenewalRequest) -> str | None:
+        with self._mutex:
+            found = (
+                self._conn()
+                .execute("SELECT record FROM devices WHERE device_id = ?", (request.device_id,))
+                .fetchone()
+            )
+        return None if found is None else cast("str | None", found[0])
 
     def mark_pending(self, device_ids: Iterable[str]) -> None:
         """Add devices not yet in the journal as ``pending`` (one commit)."""
@@ -292,26 +263,60 @@ class RenewalJournal:
         now = rules.now()
         with self._mutex:
             db.execute("BEGIN IMMEDIATE")
+            added = [(d, rules.PENDING, now) for d in device_ids if d not in (self._known or ())]
             db.executemany(
                 "INSERT OR IGNORE INTO devices (device_id, state, updated_at) VALUES (?, ?, ?)",
-                ((d, rules.PENDING, now) for d in device_ids),
+                added,
             )
             db.execute("COMMIT")
+            if self._known is not None:
+                for device_id, _, _ in added:
+                    self._known.setdefault(device_id, (rules.PENDING, None, 0))
+
+    def sending_row(self, device_id: str, otp: object, vat: str | None, now: str) -> Row:
+        """The parameters of one ``sending`` write (for :meth:`write`)."""
+        fp = rules.fingerprint(self._key, otp)
+        return (device_id, vat or self._vat, rules.SENDING, fp, now, now)
+
+    def outcome_row(
+        self, outcome: RenewalOutcome, secrets: Iterable[str], now: str | None = None
+    ) -> tuple[Row, dict[str, Any]]:
+        """The parameters of one outcome write (for :meth:`write`) and its record."""
+        record = rules.outcome_record(
+            outcome, default_vat=self._vat or "", secrets=secrets, finished_at=now
+        )
+        fp = rules.fingerprint(self._key, outcome.request.otp)
+        text = json.dumps(record, separators=(",", ":"))
+        row = (str(outcome.device_id), record["vat"], record["state"], fp,
+               int(record["otp_unspent"]), text, record["finished_at"])  # fmt: skip
+        return row, record
+
+    def write(self, sending: list[Row], outcomes: list[Row]) -> None:
+        """Commit ``sending`` marks, then outcomes, in one durable transaction.
+
+        Rows come from :meth:`sending_row` / :meth:`outcome_row`; one statement per kind
+        (``executemany``). Durable (WAL, ``synchronous=FULL``) when this returns.
+        """
+        db = self._running()
+        with self._mutex:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(store.SENDING_SQL, sending)
+                db.executemany(store.OUTCOME_SQL, outcomes)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            known = self._known
+            if known is not None:
+                for row in sending:
+                    known[row[0]] = (rules.SENDING, row[3], 0)
+                for row in outcomes:
+                    known[row[0]] = (row[2], row[3], row[4])
 
     def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
         """Record that ``device_id``'s POST is about to leave; durable when this returns."""
-        db = self._running()
-        now = rules.now()
-        with self._mutex:
-            db.execute(
-                "INSERT INTO devices (device_id, vat, state, otp_fp, otp_unspent, record, sends, "
-                "sent_at, updated_at) VALUES (?, ?, ?, ?, 0, NULL, 1, ?, ?) "
-                "ON CONFLICT(device_id) DO UPDATE SET vat = excluded.vat, state = excluded.state, "
-                "otp_fp = excluded.otp_fp, otp_unspent = 0, record = NULL, sends = sends + 1, "
-                "sent_at = excluded.sent_at, updated_at = excluded.updated_at",
-                (device_id, vat or self._vat, rules.SENDING, rules.fingerprint(self._key, otp),
-                 now, now),
-            )  # fmt: skip
+        self.write([self.sending_row(device_id, otp, vat, rules.now())], [])
 
     def record(self, outcome: RenewalOutcome, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
         """Commit ``outcome`` as its device's final state; return the record written.
@@ -319,19 +324,9 @@ class RenewalJournal:
         Do not pass the SKIPPED outcome of a repeated device id: it would replace the first
         occurrence's row. ``secrets`` (the auth token) are scrubbed from the message.
         """
-        db = self._running()
-        record = rules.outcome_record(outcome, default_vat=self._vat or "", secrets=secrets)
-        fp = rules.fingerprint(self._key, outcome.request.otp)
-        with self._mutex:
-            db.execute(
-                "INSERT INTO devices (device_id, vat, state, otp_fp, otp_unspent, record, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(device_id) DO UPDATE SET vat = excluded.vat, state = excluded.state, "
-                "otp_fp = excluded.otp_fp, otp_unspent = excluded.otp_unspent, "
-                "record = excluded.record, updated_at = excluded.updated_at",
-                (str(outcome.device_id), record["vat"], record["state"], fp,
-                 int(record["otp_unspent"]), json.dumps(record), record["finished_at"]),
-            )  # fmt: skip
+        self._running()
+        row, record = self.outcome_row(outcome, secrets)
+        self.write([], [row])
         return record
 
     # --- reading -----------------------------------------------------------------------------
@@ -378,23 +373,4 @@ class RenewalJournal:
         A temporary file beside ``path`` is written, fsynced and renamed over it, so ``path``
         always holds a complete export. Returns the number of lines.
         """
-        target = Path(path)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        count = 0
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                for record in self.outcomes():
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    count += 1
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return count
+        return store.export_atomically(path, self.outcomes())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -85,7 +84,7 @@ def fingerprint(key: bytes, otp: object) -> str | None:
     """The keyed fingerprint (HMAC-SHA256, hex) of an OTP; ``None`` when it is not a string."""
     if not isinstance(otp, str):
         return None
-    return hmac.new(key, otp.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, otp.encode("utf-8", "surrogatepass"), "sha256").hex()
 
 
 def otp_unspent(outcome: RenewalOutcome) -> bool:
@@ -115,12 +114,17 @@ def now() -> str:
 
 
 def outcome_record(
-    outcome: RenewalOutcome, *, default_vat: str, secrets: Iterable[str] = ()
+    outcome: RenewalOutcome,
+    *,
+    default_vat: str,
+    secrets: Iterable[str] = (),
+    finished_at: str | None = None,
 ) -> dict[str, Any]:
     """The JSON object recorded for one outcome: everything a results line needs, no secret.
 
     The request's OTP and every string in ``secrets`` (pass the auth token) are scrubbed
-    from the error message.
+    from the error message. ``finished_at`` defaults to now (a group commit passes its own
+    time, taken once for the group).
     """
     error = outcome.error
     activity = outcome.activity
@@ -151,7 +155,7 @@ def outcome_record(
         "attempts": outcome.attempts,
         "elapsed_s": round(outcome.elapsed, 3),
         "otp_unspent": otp_unspent(outcome),
-        "finished_at": now(),
+        "finished_at": finished_at or now(),
     }
 
 

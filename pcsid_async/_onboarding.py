@@ -7,6 +7,7 @@ purely, like ``_decode``'s. Wire names follow ``_serde.wire_name``.
 Retries: register-device carries an OTP, so it follows renew's rule (re-sent only when it
 provably never reached the server, or on 429). generate-csr is idempotent per VAT and EGS
 serial number (a repeat answers with the same device id), so it is retried like a GET.
+The two calls take the client as ``self``: ``_client`` binds them as ``PcsidClient`` methods.
 """
 
 from __future__ import annotations
@@ -16,25 +17,28 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
-from ._client import BaseClient, _per_call
 from ._decode import _decode_success, _scrub_detail, stamp
 from ._errors import InvalidArgumentError
 from ._models import DeviceIdResult, DeviceRegistrationResult, FrozenMap
 from ._serde import _structure, wire_name
-from ._validate import check_token_like
+from ._validate import check_token_like, per_call
+
+if TYPE_CHECKING:
+    from ._client import PcsidClient
 
 __all__ = [
     "GENERATE_CSR_PATH",
     "REGISTER_PATH",
     "DeviceDetails",
-    "OnboardingClient",
     "OrganizationDetails",
     "decode_device_id",
     "decode_registration",
+    "generate_device_id",
+    "register_device",
 ]
 
 REGISTER_PATH: Final = "/onboarding/register-device"
@@ -186,83 +190,81 @@ def decode_device_id(
     return stamp(result, status, headers)
 
 
-class OnboardingClient(BaseClient):
-    """:class:`BaseClient` plus :meth:`register_device` and :meth:`generate_device_id`."""
+async def register_device(  # noqa: D417 (self: the client; bound in _client)
+    self: PcsidClient,
+    device_details: DeviceDetails,
+    organization_details: OrganizationDetails,
+    otp: str,
+    *,
+    vat: str | None = None,
+    timeout: float | None = None,
+) -> DeviceRegistrationResult:
+    """Onboard a new EGS unit in one call: its device id, CSID and PCSID activity.
 
-    async def register_device(
-        self,
-        device_details: DeviceDetails,
-        organization_details: OrganizationDetails,
-        otp: str,
-        *,
-        vat: str | None = None,
-        timeout: float | None = None,
-    ) -> DeviceRegistrationResult:
-        """Onboard a new EGS unit in one call: its device id, CSID and PCSID activity.
+    The OTP works once, so this POST is retried only when it provably never reached the
+    server, or on 429 (like :meth:`renew`). Follow ``activity_id`` with
+    :meth:`await_activity`.
 
-        The OTP works once, so this POST is retried only when it provably never reached the
-        server, or on 429 (like :meth:`renew`). Follow ``activity_id`` with
-        :meth:`await_activity`.
+    Args:
+        device_details: the unit (:class:`DeviceDetails`).
+        organization_details: its taxpayer (:class:`OrganizationDetails`).
+        otp: the one-time password from the Fatoora portal (one hour, single use).
+        vat: the VAT header for this call, if not the client's default.
+        timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
-        Args:
-            device_details: the unit (:class:`DeviceDetails`).
-            organization_details: its taxpayer (:class:`OrganizationDetails`).
-            otp: the one-time password from the Fatoora portal (one hour, single use).
-            vat: the VAT header for this call, if not the client's default.
-            timeout: seconds per attempt for this call; ``None``: the client's timeout.
+    Returns:
+        The :class:`DeviceRegistrationResult`.
 
-        Returns:
-            The :class:`DeviceRegistrationResult`.
+    Raises:
+        BadRequestError: validation failed (a serial already registered: 6002; a spent
+            or foreign OTP: Invalid-OTP; a VAT that differs from the header: 6002).
 
-        Raises:
-            BadRequestError: validation failed (a serial already registered: 6002; a spent
-                or foreign OTP: Invalid-OTP; a VAT that differs from the header: 6002).
+    """
+    code = check_token_like(otp, "otp")
+    body = _device_body(device_details, organization_details, code)
+    secrets = (self._token, code)
+    return await self._transport.call(
+        "POST",
+        REGISTER_PATH,
+        headers=self._headers(vat, post=True),
+        body=body,
+        decode=partial(decode_registration, secrets=secrets),
+        safe=False,
+        timeout=per_call(timeout),
+    )
 
-        """
-        code = check_token_like(otp, "otp")
-        body = _device_body(device_details, organization_details, code)
-        secrets = (self._token, code)
-        return await self._transport.call(
-            "POST",
-            REGISTER_PATH,
-            headers=self._headers(vat, post=True),
-            body=body,
-            decode=partial(decode_registration, secrets=secrets),
-            safe=False,
-            timeout=_per_call(timeout),
-        )
 
-    async def generate_device_id(
-        self,
-        device_details: DeviceDetails,
-        organization_details: OrganizationDetails,
-        *,
-        vat: str | None = None,
-        timeout: float | None = None,
-    ) -> DeviceIdResult:
-        """Get the device id of an EGS unit (Generate Device ID), creating it if new.
+async def generate_device_id(  # noqa: D417 (self: the client; bound in _client)
+    self: PcsidClient,
+    device_details: DeviceDetails,
+    organization_details: OrganizationDetails,
+    *,
+    vat: str | None = None,
+    timeout: float | None = None,
+) -> DeviceIdResult:
+    """Get the device id of an EGS unit (Generate Device ID), creating it if new.
 
-        One device per VAT and ``EgsSerialNumber``: asking again returns the existing id,
-        with ``already_existed`` set and the provider's 6002 entry in ``warnings``. That
-        makes the call idempotent, so it is retried like a GET.
+    One device per VAT and ``EgsSerialNumber``: asking again returns the existing id,
+    with ``already_existed`` set and the provider's 6002 entry in ``warnings``. That
+    makes the call idempotent, so it is retried like a GET.
 
-        Args:
-            device_details: the unit (:class:`DeviceDetails`).
-            organization_details: its taxpayer (:class:`OrganizationDetails`).
-            vat: the VAT header for this call, if not the client's default.
-            timeout: seconds per attempt for this call; ``None``: the client's timeout.
+    Args:
+        device_details: the unit (:class:`DeviceDetails`).
+        organization_details: its taxpayer (:class:`OrganizationDetails`).
+        vat: the VAT header for this call, if not the client's default.
+        timeout: seconds per attempt for this call; ``None``: the client's timeout.
 
-        Returns:
-            The :class:`DeviceIdResult`.
+    Returns:
+        The :class:`DeviceIdResult`.
 
-        """
-        body = _device_body(device_details, organization_details, None)
-        return await self._transport.call(
-            "POST",
-            GENERATE_CSR_PATH,
-            headers=self._headers(vat, post=True),
-            body=body,
-            decode=partial(decode_device_id, secrets=self._secrets),
-            safe=True,
-            timeout=_per_call(timeout),
-        )
+    """
+    body = _device_body(device_details, organization_details, None)
+    return await self._transport.call(
+        "POST",
+        GENERATE_CSR_PATH,
+        headers=self._headers(vat, post=True),
+        body=body,
+        decode=partial(decode_device_id, secrets=self._secrets),
+        safe=True,
+        timeout=per_call(timeout),
+    )

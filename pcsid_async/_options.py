@@ -1,4 +1,4 @@
-"""Per-call options and transport settings: ``with_options`` views and the proxy URL check.
+"""Per-call options: ``with_options``, a view of a client with another timeout or retry policy.
 
 A view (``client.with_options(timeout=..., retry=...)``) is a second client object over the
 same connection pool: it shares its parent's session, concurrency gate, pacer (rate limit and
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
-from yarl import URL
 
 from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
@@ -23,14 +22,10 @@ from ._retrying import Retries
 from ._transport import Transport
 from ._validate import check_positive
 
-__all__ = [
-    "UNSET",
-    "OptionsMixin",
-    "TransportView",
-    "Unset",
-    "check_proxy",
-    "check_session_options",
-]
+if TYPE_CHECKING:
+    from ._client import PcsidClient
+
+__all__ = ["UNSET", "TransportView", "Unset", "with_options"]
 
 
 class Unset(enum.Enum):
@@ -43,41 +38,6 @@ UNSET: Final = Unset.UNSET
 
 # What the view takes from its parent at every use, never a copy: created lazily, or changing.
 _SHARED: Final = ("_session", "_loop", "_deadlines", "_closed")
-
-
-def check_proxy(proxy: object) -> URL | None:
-    """Validate ``proxy=``: ``None``, or an absolute http(s):// URL with a host and no path.
-
-    The message never quotes the URL: it may carry the proxy's password.
-    """
-    if proxy is None:
-        return None
-    if not isinstance(proxy, (str, URL)):
-        raise InvalidArgumentError("proxy must be a URL string or yarl.URL, or None")
-    try:
-        url = URL(str(proxy))
-    except (ValueError, TypeError):
-        raise InvalidArgumentError("proxy is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidArgumentError("proxy must be an absolute http:// or https:// URL")
-    if url.path not in ("", "/") or url.query_string or url.fragment:
-        raise InvalidArgumentError("proxy must not have a path, query or fragment")
-    return url
-
-
-def check_session_options(
-    session: object, proxy: object, trust_env: object, on_request: object, on_response: object
-) -> URL | None:
-    """Validate the client's proxy, ``trust_env`` and hooks; returns the proxy URL."""
-    proxy_url = check_proxy(proxy)
-    if not isinstance(trust_env, bool):
-        raise InvalidArgumentError("trust_env must be True or False")
-    if session is not None and (proxy_url is not None or trust_env):
-        raise InvalidArgumentError("proxy and trust_env apply to the client's own session")
-    for hook, name in ((on_request, "on_request"), (on_response, "on_response")):
-        if hook is not None and not callable(hook):
-            raise InvalidArgumentError(f"{name} must be a callable or None")
-    return proxy_url
 
 
 class TransportView(Transport):
@@ -122,46 +82,39 @@ class TransportView(Transport):
         """Do nothing: the session is the parent's, and closes with it."""
 
 
-_V = TypeVar("_V", bound="OptionsMixin")
+_V = TypeVar("_V", bound="PcsidClient")
 
 
-class OptionsMixin:
-    """``with_options`` for the client (its state is the client's: declared here, set there)."""
+def with_options(  # noqa: D417 (self: the client; bound in _client)
+    self: _V,
+    *,
+    timeout: float | Unset | None = UNSET,
+    retry: RetryPolicy | Unset = UNSET,
+) -> _V:
+    """A view of this client with another per-attempt timeout or retry policy.
 
-    _timeout: float | None
-    _retry: RetryPolicy
-    _transport: Transport
+    Cheap (no new session): the view shares this client's connections, concurrency
+    gate, rate limit, ``Retry-After`` pauses and hooks. It has no lifecycle of its own:
+    closing it does nothing, and it is closed when this client is::
 
-    def with_options(
-        self: _V,
-        *,
-        timeout: float | Unset | None = UNSET,
-        retry: RetryPolicy | Unset = UNSET,
-    ) -> _V:
-        """A view of this client with another per-attempt timeout or retry policy.
+        slow = client.with_options(timeout=120.0, retry=RetryPolicy(max_attempts=1))
+        await slow.renew(device_id, otp)
 
-        Cheap (no new session): the view shares this client's connections, concurrency
-        gate, rate limit, ``Retry-After`` pauses and hooks. It has no lifecycle of its own:
-        closing it does nothing, and it is closed when this client is::
+    Args:
+        timeout: seconds per attempt, or ``None`` for no limit; default: this client's.
+        retry: the :class:`RetryPolicy`; default: this client's.
 
-            slow = client.with_options(timeout=120.0, retry=RetryPolicy(max_attempts=1))
-            await slow.renew(device_id, otp)
-
-        Args:
-            timeout: seconds per attempt, or ``None`` for no limit; default: this client's.
-            retry: the :class:`RetryPolicy`; default: this client's.
-
-        """
-        new_timeout = self._timeout
-        if not isinstance(timeout, Unset):
-            new_timeout = check_positive(timeout, "timeout", allow_none=True)
-        new_retry = self._retry
-        if not isinstance(retry, Unset):
-            if not isinstance(retry, RetryPolicy):
-                raise InvalidArgumentError("retry must be a RetryPolicy")
-            new_retry = retry
-        view = object.__new__(type(self))
-        vars(view).update(vars(self))
-        view._timeout, view._retry = new_timeout, new_retry
-        view._transport = TransportView(self._transport, timeout=new_timeout, retry=new_retry)
-        return view
+    """
+    new_timeout = self._timeout
+    if not isinstance(timeout, Unset):
+        new_timeout = check_positive(timeout, "timeout", allow_none=True)
+    new_retry = self._retry
+    if not isinstance(retry, Unset):
+        if not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy")
+        new_retry = retry
+    view = object.__new__(type(self))
+    vars(view).update(vars(self))
+    view._timeout, view._retry = new_timeout, new_retry
+    view._transport = TransportView(self._transport, timeout=new_timeout, retry=new_retry)
+    return view

@@ -6,7 +6,8 @@ Every request goes through :meth:`Transport.call`:
    queueing for a pooled connection: aiohttp counts pool-queue time against the timeout);
 2. the pacer: a client-wide pause while a server-sent ``Retry-After`` runs, then the optional
    ``rate_limit`` spacing;
-3. the request, with redirects off and the timeout applied per attempt;
+3. the request (an owned session is ``_session``'s), with redirects off and a per-attempt
+   timeout;
 4. translation of aiohttp's errors into ours, deciding ``may_have_reached_server`` from
    whether aiohttp actually began writing the request (our connector tells us);
 5. the caller's decoder, then the retry decision, driven by ``backoff``.
@@ -15,17 +16,13 @@ Every request goes through :meth:`Transport.call`:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import ssl as ssl_module
 import time
-import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from yarl import URL
 
 from ._bounded import read_bounded
@@ -43,7 +40,8 @@ from ._pacing import Pacer as _Pacer
 from ._retrying import CALL_STARTED as _CALL_STARTED
 from ._retrying import CallState as _CallState
 from ._retrying import CallStats, Retries
-from ._stale import peer_ended, refused_unsent
+from ._session import _SENDING, _SendTrace, new_session
+from ._stale import refused_unsent
 from ._validate import check_base_url
 
 __all__ = ["CallStats", "Decoder", "Transport", "check_base_url"]
@@ -55,53 +53,6 @@ logger: Final = logging.getLogger("pcsid_async")
 
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
-
-
-class _SendTrace:
-    """Per-request trace context: how many connections aiohttp was handed for this request."""
-
-    __slots__ = ("written",)
-
-    def __init__(self) -> None:
-        self.written = 0
-
-
-# The request the current task is sending through our own session (set around each send).
-_SENDING: Final[contextvars.ContextVar[_SendTrace | None]] = contextvars.ContextVar(
-    "pcsid_async_sending", default=None
-)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """The owned session's connector: it counts the connections handed to the request.
-
-    aiohttp writes a request only on a connection ``connect`` handed over, so if that
-    never happened, not one byte of the request went out. The write itself may come a
-    loop turn later (aiohttp 3.12+ on Python < 3.12, or a trace callback that waits), so
-    "handed over" is read as "may have been written" unless aiohttp refused the write
-    (see _stale). A pooled connection the peer has already ended is dropped here, before
-    any of the request is written to it. (An aiohttp TraceConfig tells the same but costs
-    a trace object and five signals per request: about a tenth of a call's CPU.)
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._handed: weakref.WeakSet[object] = weakref.WeakSet()
-
-    async def connect(
-        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
-    ) -> Connection:
-        connection = await super().connect(req, traces, timeout)
-        # Each round takes a pooled connection out for good, so this ends at a new one.
-        while connection.protocol in self._handed and peer_ended(connection):
-            logger.debug("dropped a pooled connection the server had already closed")
-            connection.close()
-            connection = await super().connect(req, traces, timeout)
-        self._handed.add(connection.protocol)
-        trace = _SENDING.get()
-        if trace is not None:
-            trace.written += 1
-        return connection
 
 
 class Transport:
@@ -183,12 +134,11 @@ class Transport:
             self._deadlines = _Deadlines(self._loop)
         if self._session is None:
             # Created here, inside the running loop, on first use; closed by close().
-            connector = _Connector(limit=self._max_connections, ssl=self._ssl)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
+            self._session = new_session(
+                self._max_connections,
+                ssl=self._ssl,
                 timeout=self._timeout,
-                trace_configs=self._trace_configs or None,
-                raise_for_status=False,
+                trace_configs=self._trace_configs,
                 proxy=self._proxy,
                 trust_env=self._trust_env,
             )
@@ -286,67 +236,7 @@ class Transport:
             try:
                 if not self._pacer.idle:
                     await self._pacer.wait()
-                # The send, inline: one coroutine less per request.
-                session = self._session
-                if session is None or self._loop is None or self._closed:
-                    session = self._get_session()
-                trace = _SendTrace()
-                debug = logger.isEnabledFor(logging.DEBUG)
-                started = time.perf_counter() if debug else 0.0
-                timeout = state.timeout or self._timeout
-                deadline: _Deadline | None = None
-                if _HAS_UNCANCEL and timeout.total is not None:
-                    assert self._deadlines is not None  # made with the session
-                    deadline = self._deadlines.start(timeout.total)
-                    timeout = _NO_AIOHTTP_TIMER
-                if self._on_request is not None or self._on_response is not None:
-                    request_event(self._on_request, state)
-                sending = _SENDING.set(trace)
-                try:
-                    async with session.request(
-                        state.method,
-                        self._base + state.path,
-                        data=state.body,
-                        headers=state.headers,
-                        allow_redirects=False,
-                        # A borrowed session may raise for status; we decode every answer.
-                        raise_for_status=False,
-                        timeout=timeout,
-                    ) as response:
-                        body = await read_bounded(
-                            response,
-                            self._max_response_bytes,
-                            method=state.method,
-                            path=state.path,
-                        )
-                        status = response.status
-                        headers = response.headers
-                except BaseException as exc:
-                    if deadline is not None and deadline.close(exc):
-                        deadline = None
-                        # What asyncio.timeout raises, from the cancellation.
-                        expired = TimeoutError()
-                        expired.__cause__ = exc
-                        raise self._timeout_error(state, trace, expired) from expired
-                    deadline = None
-                    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-                        raise self._timeout_error(state, trace, exc) from exc
-                    if isinstance(exc, (aiohttp.ClientError, OSError)):
-                        raise self._connection_error(state, trace, exc) from exc
-                    raise
-                finally:
-                    _SENDING.reset(sending)
-                    if deadline is not None:
-                        deadline.close(None)
-                if debug:
-                    logger.debug(
-                        "%s %s -> %d (attempt %d, %.1f ms)",
-                        state.method,
-                        state.path,
-                        status,
-                        state.attempt,
-                        (time.perf_counter() - started) * 1000,
-                    )
+                status, headers, body = await self._send(state)
             finally:
                 gate.give()
             if status in _PAUSING:
@@ -371,6 +261,70 @@ class Transport:
         finally:
             _CALL_STARTED.reset(token)
         return result
+
+    async def _send(self, state: _CallState[Any]) -> tuple[int, Mapping[str, str], bytes]:
+        """One request through the gate: its answer, or our error for its failure."""
+        session = self._session
+        if session is None or self._loop is None or self._closed:
+            session = self._get_session()
+        trace = _SendTrace()
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        timeout = state.timeout or self._timeout
+        deadline: _Deadline | None = None
+        if _HAS_UNCANCEL and timeout.total is not None:
+            assert self._deadlines is not None  # made with the session
+            deadline = self._deadlines.start(timeout.total)
+            timeout = _NO_AIOHTTP_TIMER
+        if self._on_request is not None or self._on_response is not None:
+            request_event(self._on_request, state)
+        sending = _SENDING.set(trace)
+        try:
+            async with session.request(
+                state.method,
+                self._base + state.path,
+                data=state.body,
+                headers=state.headers,
+                allow_redirects=False,
+                # A borrowed session may raise for status; we decode every answer.
+                raise_for_status=False,
+                timeout=timeout,
+            ) as response:
+                body = await read_bounded(
+                    response,
+                    self._max_response_bytes,
+                    method=state.method,
+                    path=state.path,
+                )
+                status = response.status
+                headers = response.headers
+        except BaseException as exc:
+            if deadline is not None and deadline.close(exc):
+                deadline = None
+                # What asyncio.timeout raises, from the cancellation.
+                expired = TimeoutError()
+                expired.__cause__ = exc
+                raise self._timeout_error(state, trace, expired) from expired
+            deadline = None
+            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+                raise self._timeout_error(state, trace, exc) from exc
+            if isinstance(exc, (aiohttp.ClientError, OSError)):
+                raise self._connection_error(state, trace, exc) from exc
+            raise
+        finally:
+            _SENDING.reset(sending)
+            if deadline is not None:
+                deadline.close(None)
+        if debug:
+            logger.debug(
+                "%s %s -> %d (attempt %d, %.1f ms)",
+                state.method,
+                state.path,
+                status,
+                state.attempt,
+                (time.perf_counter() - started) * 1000,
+            )
+        return status, headers, body
 
     def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
         seconds = parse_retry_after(headers.get("Retry-After"))

@@ -18,7 +18,13 @@ from yarl import URL
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["check_activity_id", "check_base_url", "check_positive", "check_token_like"]
+__all__ = [
+    "check_activity_id",
+    "check_base_url",
+    "check_positive",
+    "check_token_like",
+    "per_call",
+]
 
 # Characters an activity id may never contain: they could change the URL's path or query.
 _PATH_BREAKERS: Final = frozenset("/\\?#%")
@@ -92,6 +98,11 @@ def check_positive(value: object, name: str, *, allow_none: bool) -> float | Non
     ):
         raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def per_call(timeout: object) -> float | None:
+    """A per-call ``timeout=``: ``None`` (the client's), or positive seconds."""
+    return None if timeout is None else check_positive(timeout, "timeout", allow_none=False)
 
 
 def _is_loopback_host(host: str) -> bool:

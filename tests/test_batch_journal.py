@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from pcsid_async import (
 )
 from pcsid_async._batch_journal import GroupCommitter, recorded_outcome
 from pcsid_async._journal import Action, Decision
+from pcsid_async._journal_store import Row
 from pcsid_async.testing import FakeClearTax
 
 
@@ -150,13 +150,10 @@ class _SpyJournal(RenewalJournal):
         self.seen_at_mark: list[int] = []
         self.seen_at_record: list[int] = []
 
-    def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
-        super().mark_sending(device_id, otp, vat=vat)
-        self.seen_at_mark.append(self.fake.count("renew", device_id=device_id))
-
-    def record(self, outcome: RenewalOutcome, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
-        self.seen_at_record.append(self.fake.count("renew", device_id=outcome.device_id))
-        return super().record(outcome, secrets=secrets)
+    def write(self, sending: list[Row], outcomes: list[Row]) -> None:
+        self.seen_at_record.extend(self.fake.count("renew", device_id=r[0]) for r in outcomes)
+        super().write(sending, outcomes)
+        self.seen_at_mark.extend(self.fake.count("renew", device_id=r[0]) for r in sending)
 
 
 def _bytes_under(folder: Path) -> bytes:
@@ -217,10 +214,10 @@ async def test_the_readme_journal_example_runs_and_resumes(
 class _FailingJournal(RenewalJournal):
     """A journal whose disk "fails" when one device is marked."""
 
-    def mark_sending(self, device_id: str, otp: str, *, vat: str | None = None) -> None:
-        if device_id == "dev-broken":
+    def write(self, sending: list[Row], outcomes: list[Row]) -> None:
+        if any(row[0] == "dev-broken" for row in sending):
             raise OSError("disk full")
-        super().mark_sending(device_id, otp, vat=vat)
+        super().write(sending, outcomes)
 
 
 async def test_a_failed_journal_write_means_not_sent(

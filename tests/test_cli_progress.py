@@ -31,6 +31,7 @@ from pcsid_async import (
     RenewalRequest,
     RenewalResult,
 )
+from pcsid_async._hints import hint_for
 from pcsid_async.cli._common import PLAIN_REFRESH, format_duration
 from pcsid_async.cli.batch import estimate_seconds, warn_if_late
 from pcsid_async.cli.csv_input import DeviceRow
@@ -127,7 +128,31 @@ class TestProgressAndEstimates:
         stream = io.StringIO()
         print_summary(tally, stream, out=None)
         table = [line.split() for line in stream.getvalue().splitlines() if "100401" in line]
-        assert [row[:3] for row in table] == [["100401", "SKIPPED", "3"], ["100401", "FAILED", "2"]]
+        assert [row[:3] for row in table[:2]] == [
+            ["100401", "SKIPPED", "3"],
+            ["100401", "FAILED", "2"],
+        ]
+
+    def test_the_summary_says_what_to_do_about_each_known_error_code(self) -> None:
+        tally = Tally(2)
+        for i, code in enumerate(("Invalid-OTP", "no-such-code")):
+            result = RenewalResult(GenerationStatus.FAILED, errors=(ErrorDetail(code, "no"),))
+            outcome = RenewalOutcome(
+                RenewalRequest(f"dev-{i}", "OTP-SECRET-0000"),
+                OutcomeState.FAILED,
+                result,
+                None,
+                PcsidError("refused"),
+                1,
+                0.1,
+            )
+            tally.add(outcome, outcome_record(outcome, default_vat=VAT, secrets=()))
+        stream = io.StringIO()
+        print_summary(tally, stream, out=None)
+        text = stream.getvalue()
+        assert f"Invalid-OTP: {hint_for(['Invalid-OTP'])}" in text
+        assert "no-such-code:" not in text
+        assert "OTP-SECRET-0000" not in text
 
     @pytest.mark.parametrize(
         ("activity_id", "expected", "absent"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,22 @@ from _nginx import NGINX, free_port, nginx_proxy
 from pcsid_async import BadRequestError, InternalServerError, OutcomeState, PcsidClient, RetryPolicy
 from pcsid_async.testing import FakeClearTax
 
+# Python 3.10's asyncio leaves an SSL transport "unclosed" when the peer closes first (its old
+# sslproto never marks the app transport closed); 3.11's rewrite fixed it. Not our leak: the
+# same tests hold on 3.11+ with every ResourceWarning an error.
+_PY310_SSL = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function _SSLProtocolTransport.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
 if NGINX is None and os.environ.get("PCSID_REQUIRE_NGINX"):  # set by .ci/run: run, never skip
     raise RuntimeError("PCSID_REQUIRE_NGINX is set but nginx is not installed")
-pytestmark = pytest.mark.skipif(
-    NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)"
+    ),
+    *([_PY310_SSL] if sys.version_info < (3, 11) else []),
+]
 
 TOKEN = "tok-gateway-0123456789"
 VAT = "300000000000003"

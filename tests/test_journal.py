@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -237,7 +238,7 @@ class TestBadJournals:
 
     def test_other_sqlite_database(self, tmp_path: Path) -> None:
         path = tmp_path / "j.db"
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("CREATE TABLE t (x)")
         db.close()
         with pytest.raises(JournalError, match="not a renewal journal"):
@@ -266,7 +267,7 @@ class TestBadJournals:
             j.begin(vat=VAT)
         with RenewalJournal(path) as j, pytest.raises(JournalError, match="a journal of VAT"):
             j.begin(vat="399999999999993")
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
         db.close()
         with pytest.raises(JournalError, match="schema version 99"):
@@ -294,7 +295,7 @@ class TestHousekeeping:
 
     def test_tables_without_our_format(self, tmp_path: Path) -> None:
         path = tmp_path / "j.db"
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("CREATE TABLE meta (key, value)")
             db.execute("CREATE TABLE devices (x)")
         db.close()

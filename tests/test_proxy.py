@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 
 import aiohttp
 import pytest
@@ -13,6 +14,16 @@ from conftest import ClientFactory
 
 from pcsid_async import APIStatusError, InvalidArgumentError, PcsidClient
 from pcsid_async.testing import FakeClearTax
+
+# Python 3.10's asyncio leaves an SSL transport "unclosed" when the peer closes first (its old
+# sslproto never marks the app transport closed); 3.11's rewrite fixed it. Not our leak: the
+# same tests hold on 3.11+ with every ResourceWarning an error.
+_PY310_SSL = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function _SSLProtocolTransport.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+pytestmark = [_PY310_SSL] if sys.version_info < (3, 11) else []
+
 
 PASSWORD = "proxy-pw-SECRET-91e"
 

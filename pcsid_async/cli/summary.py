@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-from pcsid_async import (
-    OutcomeState,
-)
-
-if TYPE_CHECKING:
-    pass
+from pcsid_async import OutcomeState
+from pcsid_async._hints import hint_for
 
 from ._common import format_duration
 from .progress import Tally
@@ -48,6 +44,7 @@ def print_summary(tally: Tally, stream: IO[str], *, out: Path | None, resumed: i
             if len(example) > 90:
                 example = example[:87] + "..."
             write(f"  {code:<{width}}{state_name:<10}{count:>8}   {example}\n")
+        _code_hints(sorted({code for code, _ in tally.by_code}), write)
     if tally.checks:
         title = "failed compliance check"
         width = max(len(title) + 2, *(len(name) + 2 for name in tally.checks))
@@ -74,3 +71,12 @@ def _unknown_hint(tally: Tally, write: Callable[[str], object]) -> None:
             f"  {without} have no activity id (the answer was lost): check each device in the "
             "Fatoora portal or with ClearTax before renewing it again\n"
         )
+
+
+def _code_hints(codes: list[str], write: Callable[[str], object]) -> None:
+    """What to do about each error code the catalogue knows (``PcsidError.hint``'s text)."""
+    hints = [(code, hint) for code in codes if (hint := hint_for([code])) is not None]
+    if hints:
+        write("\n  what to do, by error code\n")
+        for code, hint in hints:
+            write(f"  {code}: {hint}\n")
