@@ -1,11 +1,15 @@
 """Benchmark servers, each run in its own process so the client's CPU is measured alone.
 
-Two kinds, both on 127.0.0.1 with a port picked by the OS:
+Three kinds, all on 127.0.0.1 with a port picked by the OS:
 
 ``fixed``
     A minimal ``aiohttp.web`` server that answers ``pcsid-status`` with the contract's
     canonical SUCCEEDED activity body and ``renew-pcsid`` with a GENERATED body, after an
     optional ``--latency``. It does no bookkeeping, so it is the cheapest honest server.
+``activities``
+    As minimal, for the polling scenario: activities created by a command answer IN_PROGRESS
+    until ``delay`` seconds after their creation, then the canonical SUCCEEDED body; the
+    server records the arrival time (its ``time.monotonic()``) of every poll of each.
 ``fake``
     ``pcsid_async.testing.FakeClearTax`` with ``any_otp``, ``auto_register`` and the request
     log off: the independent referee, used where server-side state matters (activities that
@@ -15,6 +19,10 @@ Run as a script, a server prints one JSON line ``{"url", "token", "vat"}`` when 
 then reads JSON commands, one per line, on stdin and answers each with one JSON line on
 stdout. It exits when stdin closes, so it never outlives the harness (even one killed with
 SIGKILL). It ignores SIGINT: on Ctrl-C the harness shuts it down from a ``finally``.
+
+``activities`` commands: ``{"cmd": "activities", "n": 200, "delay": 1.0}`` answers ``{"ids",
+"created"}`` (all created at ``created``, done at ``created + delay``); ``{"cmd": "polls",
+"ids": [...]}`` answers ``{"arrivals": [[t, ...], ...], "done": [t, ...]}`` and forgets them.
 
 Commands: ``{"cmd": "arrivals"}`` (``fixed``): the server's ``time.monotonic()`` at the
 arrival of each renewal since the last such command. ``fake`` only, besides ``ping``:
@@ -108,6 +116,57 @@ def fixed_app(latency: float) -> web.Application:
     return app
 
 
+IN_PROGRESS_ACTIVITY = json.dumps(
+    {
+        "ActivityType": "ZATCA_COMPLIANCE_INVOICE",
+        "Status": "IN_PROGRESS",
+        "CreatedAt": "2026-11-22T10:15:30.120Z",
+        "UpdatedAt": "2026-11-22T10:15:30.120Z",
+        "CompletedAt": None,
+        "RequestMetaInfo": {"TotalCount": 6, "SuccessCount": 0, "FailureCount": 0},
+        "ResponseInfo": {"ResponseMetaData": None},
+        "ErrorList": [],
+    },
+    separators=(",", ":"),
+).encode()
+
+# activity id -> [done_at, arrival, arrival, ...] (``activities`` server)
+ACTIVITIES: dict[str, list[float]] = {}
+CREATED = [0]  # activities created so far: the next id
+
+
+def activities_app() -> web.Application:
+    """The ``activities`` server: IN_PROGRESS until each activity's time, every poll recorded."""
+
+    async def status(request: web.Request) -> web.Response:
+        now = time.monotonic()
+        record = ACTIVITIES.get(request.match_info["activity_id"])
+        if record is None:
+            return web.Response(status=404)
+        record.append(now)
+        body = CANONICAL_ACTIVITY if now >= record[0] else IN_PROGRESS_ACTIVITY
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get(API_PREFIX + "/onboarding/{activity_id}/pcsid-status", status)
+    return app
+
+
+def activities_command(command: dict[str, Any]) -> dict[str, Any]:
+    """Create activities, or hand back (and forget) their polls' arrival times."""
+    if command["cmd"] == "activities":
+        created = time.monotonic()
+        ids = [f"{CREATED[0] + i:024x}" for i in range(command["n"])]
+        CREATED[0] += command["n"]
+        for activity_id in ids:
+            ACTIVITIES[activity_id] = [created + command["delay"]]
+        return {"ids": ids, "created": created}
+    if command["cmd"] == "polls":
+        records = [ACTIVITIES.pop(activity_id) for activity_id in command["ids"]]
+        return {"arrivals": [r[1:] for r in records], "done": [r[0] for r in records]}
+    return {"ok": True}
+
+
 def _emit(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload) + "\n")
     sys.stdout.flush()
@@ -134,15 +193,16 @@ def fixed_command(command: dict[str, Any]) -> dict[str, Any]:
 
 async def serve(kind: str, latency: float) -> None:
     """Serve until stdin closes."""
-    if kind == "fixed":
-        runner = web.AppRunner(fixed_app(latency), access_log=None, handle_signals=False)
+    if kind in ("fixed", "activities"):
+        app = fixed_app(latency) if kind == "fixed" else activities_app()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         port = runner.addresses[0][1]
         _emit({"url": f"http://127.0.0.1:{port}{API_PREFIX}", "token": TOKEN, "vat": VAT})
         try:
-            await _commands(fixed_command)
+            await _commands(fixed_command if kind == "fixed" else activities_command)
         finally:
             await runner.cleanup()
         return
@@ -255,9 +315,9 @@ class ServerProcess:
 
 
 def main() -> None:
-    """``python _servers.py {fixed,fake} LATENCY``."""
+    """``python _servers.py {fixed,activities,fake} LATENCY``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("fixed", "fake"))
+    parser.add_argument("kind", choices=("fixed", "activities", "fake"))
     parser.add_argument("latency", type=float, nargs="?", default=0.0)
     args = parser.parse_args()
     # The harness stops this process from its finally block (closing stdin); a Ctrl-C in the

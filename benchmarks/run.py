@@ -24,20 +24,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _batch
+import _memory
+import _overhead
+import _polls
+import _rate
 import _scenarios
+import _sizes
 import aiohttp
 from _scenarios import Config
 
 HERE = Path(__file__).resolve().parent
 
 SCENARIOS: dict[str, Callable[[Config], dict[str, Any]]] = {
-    "overhead": _scenarios.overhead,
-    "batch": _scenarios.batch,
-    "rate": _scenarios.rate,
-    "polling": _scenarios.polling,
-    "memory": _scenarios.memory,
-    "scaling": _scenarios.scaling,
-    "import": _scenarios.import_time,
+    "overhead": _overhead.overhead,
+    "batch": _batch.batch,
+    "rate": _rate.rate,
+    "polling": _polls.polling,
+    "memory": _memory.memory,
+    "scaling": _sizes.scaling,
+    "import": _sizes.import_time,
     "journal": _scenarios.journal,
 }
 
@@ -61,6 +67,8 @@ TARGETS: tuple[tuple[str, str, float | None, float, str], ...] = (
     ("batch", "latency_bound.vs_rawpool", LOWER, 1.05, "the same at 200 ms (latency-bound)"),
     ("rate", "achieved_over_limit", LOWER, 1.00, "rate the server saw / rate_limit"),
     ("rate", "max_window_over_limit", None, 1.00, "most arrivals in any 1 s / rate_limit"),
+    ("polling", "over_expected", LOWER, 1.05, "polls/activity / simulated schedule, 200 act."),
+    ("polling", "detect_lag_over_interval", None, 1.10, "p95 completion->seen / delay in force"),
     ("memory", "rss_growth_mb", None, 50.0, "peak RSS growth of a streamed batch, MB"),
     ("scaling", "growth", None, 1.20, "CPU per device, largest / smallest batch size"),
     ("import", "ratio", None, 1.50, "import pcsid_async / import aiohttp"),
@@ -75,11 +83,20 @@ INFO: tuple[tuple[str, str, str], ...] = (
     ("batch", "vs_naive", "renew_many wall / naive semaphore + gather"),
     ("batch", "wall_over_ideal", "renew_many wall / (N x latency / concurrency)"),
     ("batch", "sdk_wall_over_cpu_floor", "renew_many wall / its own CPU time"),
-    ("polling", "schedule_bound.over_minimum", "polls/activity / un-jittered minimum, 200 act."),
-    ("polling", "schedule_bound.wall_over_ideal", "wall / (duration + max_interval), 200 act."),
-    ("polling", "over_minimum", "the same, 2,000 activities (load-limited)"),
-    ("polling", "wall_over_ideal", "the same, 2,000 activities"),
+    ("polling", "over_minimum", "polls/activity / un-jittered zero-RTT minimum, 200 act."),
+    ("polling", "wall_over_ideal", "last seen / (duration + max_interval), 200 act."),
+    ("polling", "rtt_ms", "mean round trip of a poll, ms, 200 act."),
+    ("polling", "saturated.over_expected", "polls/activity / simulated schedule, 2,000 act."),
+    ("polling", "saturated.detect_lag_over_interval", "p95 lag / delay in force, 2,000 act."),
+    ("polling", "saturated.cpu_saturation", "client CPU time / wall, 2,000 act."),
+    ("polling", "saturated.rtt_ms", "mean round trip of a poll, ms, 2,000 act."),
+    ("memory", "devices", "devices in the streamed batch (rss_growth_mb)"),
+    ("memory", "rawpool_rss_growth_mb", "raw worker pool peak RSS growth, MB"),
     ("memory", "naive_rss_growth_mb", "naive batch peak RSS growth, MB"),
+    ("memory", "per_device_bytes", "SDK RSS growth per device streamed, bytes"),
+    ("memory", "rawpool_per_device_bytes", "raw pool RSS growth per device (floor), bytes"),
+    ("memory", "per_inflight_kib", "SDK RSS per request in flight (1,000 at once), KiB"),
+    ("memory", "rawpool_per_inflight_kib", "raw pool RSS per request in flight, KiB"),
 )
 
 
@@ -218,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["duration_s"] = time.perf_counter() - t
     if chart_path is not None:
         print("running throughput chart ...", file=sys.stderr, flush=True)
-        results["throughput"] = _scenarios.throughput(cfg)
+        results["throughput"] = _sizes.throughput(cfg)
         chart(results["throughput"], chart_path)
         results["throughput"]["chart"] = str(chart_path)
     results["duration_s"] = time.perf_counter() - started
