@@ -184,14 +184,18 @@ class _Http(_Endpoints, _Injector, _Observer):
         if delay <= 0.0:
             return True
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(delay, _resolve, future)
-        self._sleepers.add(future)
-        try:
-            await future
-        finally:
-            timer.cancel()
-            self._sleepers.discard(future)
+        # On the monotonic clock: uvloop's timers run on a cached millisecond clock and can
+        # fire up to 1 ms early; a latency the fake promises is never cut short.
+        due = time.monotonic() + delay
+        while not self._closing and (left := due - time.monotonic()) > 0:
+            future: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(left, _resolve, future)
+            self._sleepers.add(future)
+            try:
+                await future
+            finally:
+                timer.cancel()
+                self._sleepers.discard(future)
         return not self._closing
 
     def _check_headers(self, request: web.Request, ex: _Exchange) -> web.Response | None:
