@@ -1,15 +1,13 @@
-"""Helpers and fixtures shared by the tests of the command line (tests/test_cli_*.py)."""
+"""Helpers shared by the tests of the command line (its fixtures `server`, `env`: conftest)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
-
-import pytest
 
 from pcsid_async.testing import FakeClearTax
 
@@ -50,21 +48,6 @@ class ThreadedFake:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
-
-
-@pytest.fixture
-def server() -> Iterator[ThreadedFake]:
-    threaded = ThreadedFake(any_otp=True)
-    try:
-        yield threaded
-    finally:
-        threaded.close()
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLEARTAX_AUTH_TOKEN", TOKEN)
-    monkeypatch.delenv("CLEARTAX_VAT", raising=False)
 
 
 def otp_of(i: int) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from _cli_support import TOKEN as CLI_TOKEN
+from _cli_support import ThreadedFake
 from _scripted import OTHER_VAT, TOKEN, VAT, quick_retry
 
 from pcsid_async import PcsidClient
@@ -65,3 +67,20 @@ async def make_client() -> AsyncIterator[ClientFactory]:
 async def client(fake: FakeClearTax, make_client: ClientFactory) -> PcsidClient:
     """A client pointed at ``fake`` with the quick retry policy."""
     return make_client(fake.url)
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadedFake]:
+    """A fake serving from its own thread, for the CLI run in-process (any OTP accepted)."""
+    threaded = ThreadedFake(any_otp=True)
+    try:
+        yield threaded
+    finally:
+        threaded.close()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's environment: the CLI tests' token, no VAT."""
+    monkeypatch.setenv("CLEARTAX_AUTH_TOKEN", CLI_TOKEN)
+    monkeypatch.delenv("CLEARTAX_VAT", raising=False)

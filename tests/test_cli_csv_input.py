@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixtures `server` and `env` are imported from _cli_support)
 """The devices CSV: refused as a whole, or accepted with warnings."""
 
 from __future__ import annotations
@@ -6,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _cli_support import (  # noqa: F401
-    TOKEN,
-    VAT,
+from _cli_support import (
     ThreadedFake,
     add_devices,
     assert_no_secret,
-    device_csv,
-    env,
     otp_of,
     read_jsonl,
     renew_args,
-    server,
     write_csv,
 )
 

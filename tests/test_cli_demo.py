@@ -10,19 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _cli_support import (  # noqa: F401
-    TOKEN,
-    VAT,
-    ThreadedFake,
-    add_devices,
-    assert_no_secret,
-    device_csv,
-    env,
-    otp_of,
+from _cli_support import (
     read_jsonl,
-    renew_args,
-    server,
-    write_csv,
 )
 
 from pcsid_async.cli import main

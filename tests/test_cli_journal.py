@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixture `env` is imported from _cli_support)
 """The CLI's journal: the issue's scenario, resume rules, --retry-unknown, report, bad files."""
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from _cli_support import (  # noqa: F401
+from _cli_support import (
     TOKEN,
     VAT,
     ThreadedFake,
-    env,
     read_jsonl,
     renew_args,
     write_csv,

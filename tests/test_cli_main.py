@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixtures `server` and `env` are imported from _cli_support)
 """Argument parsing, and the real thing in a subprocess (``python -m pcsid_async``)."""
 
 from __future__ import annotations
@@ -13,18 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from _cli_support import (  # noqa: F401
+from _cli_support import (
     TOKEN,
     VAT,
     ThreadedFake,
     add_devices,
     assert_no_secret,
     device_csv,
-    env,
-    otp_of,
     read_jsonl,
     renew_args,
-    server,
     write_csv,
 )
 

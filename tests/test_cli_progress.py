@@ -7,19 +7,8 @@ import datetime as dt
 import io
 
 import pytest
-from _cli_support import (  # noqa: F401
-    TOKEN,
+from _cli_support import (
     VAT,
-    ThreadedFake,
-    add_devices,
-    assert_no_secret,
-    device_csv,
-    env,
-    otp_of,
-    read_jsonl,
-    renew_args,
-    server,
-    write_csv,
 )
 
 from pcsid_async import (

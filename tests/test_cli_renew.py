@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixtures `server` and `env` are imported from _cli_support)
 """The ``renew`` command: a CSV in, a results file out, exit codes, resume, secrets."""
 
 from __future__ import annotations
@@ -12,18 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_support import (  # noqa: F401
-    TOKEN,
+from _cli_support import (
     VAT,
     ThreadedFake,
     add_devices,
     assert_no_secret,
     device_csv,
-    env,
     otp_of,
     read_jsonl,
     renew_args,
-    server,
     write_csv,
 )
 

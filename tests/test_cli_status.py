@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixtures `server` and `env` are imported from _cli_support)
 """The ``status`` command."""
 
 from __future__ import annotations
@@ -9,19 +8,10 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import pytest
-from _cli_support import (  # noqa: F401
+from _cli_support import (
     TOKEN,
     VAT,
     ThreadedFake,
-    add_devices,
-    assert_no_secret,
-    device_csv,
-    env,
-    otp_of,
-    read_jsonl,
-    renew_args,
-    server,
-    write_csv,
 )
 
 from pcsid_async import (

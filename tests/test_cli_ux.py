@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the shared fixture `env` is imported from _cli_support)
 """The CLI's word on a dead host (one line) and its honest up-front estimate."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ import functools
 from pathlib import Path
 
 import pytest
-from _cli_support import VAT, assert_no_secret, device_csv, env, read_jsonl  # noqa: F401
+from _cli_support import VAT, assert_no_secret, device_csv, read_jsonl
 from _scripted import quick_retry
 from test_breaker import closed_port
 
