@@ -8,9 +8,9 @@ final answer, and renew thousands of EGS devices within their OTPs' hour.
 
 Where things live: ``_client`` the client (``_settings`` its checks, ``_onboarding``,
 ``_polling``, ``_batch``/``_renewal``/``_outcomes`` and ``_options`` its composed methods);
-``_transport`` (+ ``_session``, ``_pacing``, ``_deadlines``, ``_retrying``, ``_bounded``) the
-wire; ``_decode``/``_serde``/``_models`` answers; ``_errors``/``_hints`` errors; ``_journal*``
-crash-safe batches; ``cli/`` the command line; ``testing/`` the fake server.
+``_transport`` (+ ``_session``, ``_pacing``, ``_deadlines``, ``_retrying``, ``_bounded``,
+``_failures``) the wire; ``_decode``/``_serde``/``_models`` answers; ``_errors``/``_hints``
+errors; ``_journal*`` crash-safe batches; ``cli/`` the command line; ``testing/`` the fake server.
 """
 
 from ._client import PRODUCTION_URL, SANDBOX_URL, PcsidClient

@@ -39,15 +39,19 @@ async def read_bounded(
     compressed (a compressed body's length says nothing certain about its decoded size).
     """
     length = response.content_length
-    if length is not None and length > limit and not response.headers.get("Content-Encoding"):
+    if length is not None and response.headers.get("Content-Encoding"):
+        length = None  # a compressed body's length says nothing certain about its size
+    if length is not None and length > limit:
         raise ResponseTooLargeError(
             limit=limit, method=method, path=path, status_code=response.status
         )
+    content = response.content
+    chunk = await content.read(_CHUNK)
+    if length is not None and len(chunk) == length:
+        return chunk  # the whole declared body (aiohttp reads no more than that)
     chunks: list[bytes] = []
     size = 0
-    content = response.content
     while True:
-        chunk = await content.read(_CHUNK)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -56,3 +60,4 @@ async def read_bounded(
                 limit=limit, method=method, path=path, status_code=response.status
             )
         chunks.append(chunk)
+        chunk = await content.read(_CHUNK)

@@ -31,6 +31,11 @@ from ._settings import client_settings
 from ._transport import CallStats
 from ._validate import check_activity_id, check_positive, check_token_like, per_call
 
+# The OTP bodies' keys, and json.dumps' own encoder without its per-call dispatch.
+_DEVICE_ID: Final = wire_name("device_id")
+_OTP: Final = wire_name("otp")
+_encode_json: Final = json.JSONEncoder().encode
+
 __all__ = [
     "PRODUCTION_URL",
     "SANDBOX_URL",
@@ -128,6 +133,7 @@ class PcsidClient:
         self._header_cache: dict[tuple[str, bool], dict[str, str]] = {}
         self._default_headers: tuple[dict[str, str], dict[str, str]] | None = None
         self._default_headers = (self._headers(None, post=False), self._headers(None, post=True))
+        self._transport.set_default_headers(*self._default_headers)
         self._secrets = (self._token,)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class PcsidClient:
     def _otp_body(self, device_id: object, otp: object) -> tuple[bytes, str]:
         device = check_token_like(device_id, "device_id")
         code = check_token_like(otp, "otp")
-        body = json.dumps({wire_name("device_id"): device, wire_name("otp"): code})
+        body = _encode_json({_DEVICE_ID: device, _OTP: code})
         return body.encode(), code
 
     # --- the calls -----------------------------------------------------------------------------

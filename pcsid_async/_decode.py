@@ -113,15 +113,23 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return max(0.0, seconds)
 
 
-_JSON: Final = json.JSONDecoder()  # json.loads' own default decoder, without its dispatch
+# json.loads' own scanner (the C one where built), called directly: one value from index 0.
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
-    """A UTF-8 JSON object (the contract's answers), or ``None`` (then the long road)."""
+    """A UTF-8 JSON object (the contract's answers), or ``None`` (then the long road).
+
+    The usual body starts with its value and ends with it (or with JSON whitespace); any
+    other body, leading whitespace included, takes the long road through ``json.loads``.
+    """
     try:
-        parsed = _JSON.decode(body.decode())
-    except (ValueError, RecursionError):
+        text = body.decode()
+        parsed, end = _SCAN(text, 0)
+    except (ValueError, RecursionError, StopIteration):
         return None
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return None  # extra data after the value: json.loads refuses it, and says why
     return parsed if type(parsed) is dict else None
 
 
@@ -139,11 +147,8 @@ def _excerpt(body: bytes, secrets: tuple[str, ...]) -> str:
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value
-    return None
+    # The first non-empty one, looked up without a Python loop (every answer has one call).
+    return next(filter(None, map(headers.get, _REQUEST_ID_HEADERS)), None)
 
 
 _Answer = TypeVar("_Answer")
@@ -270,9 +275,9 @@ def decode_renewal(
     if status == 200:  # the usual answer, by the shortest road (anything odd takes the long one)
         parsed = _json_object(body)
         if parsed is not None:
-            fast = fast_renewal(parsed)
+            fast = fast_renewal(parsed, 200, _request_id(headers))
             if fast is not None:
-                return stamp(fast, status, headers)
+                return fast
     result = _decode_otp_answer(
         status, headers, body, structure_renewal, method=method, path=path, secrets=secrets
     )
@@ -317,9 +322,9 @@ def activity_decoder(
         if status == 200:
             parsed = _json_object(body)
             if parsed is not None:
-                fast = fast_activity(parsed, activity_id)
+                fast = fast_activity(parsed, activity_id, 200, _request_id(headers))
                 if fast is not None:
-                    return stamp(fast, status, headers)
+                    return fast
         return decode_activity(
             status, headers, body, activity_id=activity_id, path=path, secrets=secrets
         )

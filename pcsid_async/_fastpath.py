@@ -28,7 +28,6 @@ __all__ = ["fast_activity", "fast_renewal"]
 
 _STATES: Final[Mapping[str, ActivityState]] = {s.value: s for s in ActivityState}
 _GENERATION: Final[Mapping[str, GenerationStatus]] = {g.value: g for g in GenerationStatus}
-_TIME_FIELDS: Final = ("CreatedAt", "UpdatedAt", "CompletedAt")
 _CHECK_PAIRS: Final = tuple((c.value, c) for c in ComplianceCheck)
 _NO_CHECKS: Final[FrozenMap[ComplianceCheck, CheckOutcome]] = FrozenMap()
 # Check maps by their raw texts: a few shapes (all passed, none yet, a handful of failure
@@ -62,57 +61,87 @@ def _fast_checks(raw: Mapping[str, object]) -> FrozenMap[ComplianceCheck, CheckO
     return made
 
 
-def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | None:
+_BAD: Final = object()  # a value the fast path does not read: the converter decides
+_STR_OR_NONE: Final[frozenset[Any]] = frozenset({str, type(None)})
+_INT_OR_NONE: Final[frozenset[Any]] = frozenset({int, type(None)})
+_DICT_OR_NONE: Final[frozenset[Any]] = frozenset({dict, type(None)})
+
+
+def _fast_time(value: object) -> Any:
+    """A timestamp of the usual form parsed, ``None`` kept, anything else ``_BAD``."""
+    if value is None:
+        return None
+    if value.__class__ is not str or value[4:5] != "-":
+        return _BAD
+    try:
+        if _fromisoformat is not None:  # pragma: no branch - 3.11+: "...Z" at C speed
+            parsed = _fromisoformat(value)
+            if parsed.tzinfo is _UTC:
+                return parsed
+        return _parse_iso(value)
+    except (ValueError, OverflowError):  # the converter words the complaint
+        return _BAD
+
+
+def fast_activity(
+    body: dict[str, Any],
+    activity_id: str,
+    status_code: int | None = None,
+    request_id: str | None = None,
+) -> ActivityStatus | None:
     """Build the model straight from a well-typed body: what nearly every answer is.
 
     Every status poll decodes one, so this reads the parsed JSON with no converter hooks
-    and as few calls as possible. It returns ``None`` at the first value that is not
-    exactly the usual type (a container that is not an object, a numeric string, an epoch
-    timestamp, an unknown enum value, ...); :func:`~pcsid_async._serde.structure_activity`
-    then decodes the body with its tolerances and its error messages.
+    and as few steps as possible, and sets the answer's ``status_code`` and ``request_id``
+    as it builds the model. It returns ``None`` at the first value that is not exactly the
+    usual type (a container that is not an object, a numeric string, an epoch timestamp,
+    an unknown enum value, ...); :func:`~pcsid_async._serde.structure_activity` then
+    decodes the body with its tolerances and its error messages.
     """
     get = body.get
-    status = get("Status")
+    status: Any = get("Status")
+    try:
+        state = _STATES.get(status)  # an array or object raises TypeError: defer
+    except TypeError:
+        return None
     activity_type = get("ActivityType")
-    if type(status) is not str or (activity_type is not None and type(activity_type) is not str):
-        return None
-    state = _STATES.get(status)
-    if state is None:
-        return None
     request_meta = get("RequestMetaInfo")
     response_info = get("ResponseInfo")
     meta = get("ResponseMetaData")
+    if (
+        state is None
+        or activity_type.__class__ not in _STR_OR_NONE
+        or request_meta.__class__ not in _DICT_OR_NONE
+        or response_info.__class__ not in _DICT_OR_NONE
+    ):
+        return None
     if meta is None and response_info is not None:
-        if type(response_info) is not dict:
-            return None
         meta = response_info.get("ResponseMetaData")
-    for container in (request_meta, response_info, meta):
-        if container is not None and type(container) is not dict:
-            return None
-    times: list[Any] = list(map(get, _TIME_FIELDS))
-    for i, value in enumerate(times):
-        if value is not None:
-            if type(value) is not str or value[4:5] != "-":
-                return None
-            try:
-                if _fromisoformat is not None:  # pragma: no branch - 3.11+: "...Z" at C speed
-                    parsed = _fromisoformat(value)
-                    if parsed.tzinfo is not _UTC:
-                        parsed = _parse_iso(value)
-                else:  # pragma: no cover - Python 3.10
-                    parsed = _parse_iso(value)
-            except (ValueError, OverflowError):  # the converter words the complaint
-                return None
-            times[i] = parsed
+    if meta.__class__ not in _DICT_OR_NONE:
+        return None
+    created = _fast_time(get("CreatedAt"))
+    updated = _fast_time(get("UpdatedAt"))
+    completed = _fast_time(get("CompletedAt"))
+    if created is _BAD or updated is _BAD or completed is _BAD:
+        return None
     # Counts: RequestMetaInfo first (where the contract puts them), then the other places.
-    counts: list[Any] = (
-        [None] * 3 if request_meta is None else list(map(request_meta.get, _COUNT_NAMES))
-    )
-    if None in counts:
-        counts = [_count((request_meta, response_info, body, meta), name) for name in _COUNT_NAMES]
-    for count in counts:
-        if count is not None and type(count) is not int:
-            return None
+    total: Any
+    success: Any
+    failure: Any
+    if request_meta is None:
+        total = success = failure = None
+    else:
+        total, success, failure = map(request_meta.get, _COUNT_NAMES)
+    if total is None or success is None or failure is None:
+        places = (request_meta, response_info, body, meta)
+        counts: list[Any] = [_count(places, name) for name in _COUNT_NAMES]
+        total, success, failure = counts
+    if (
+        total.__class__ not in _INT_OR_NONE
+        or success.__class__ not in _INT_OR_NONE
+        or failure.__class__ not in _INT_OR_NONE
+    ):
+        return None
     generated: GenerationStatus | None = None
     checks = _NO_CHECKS
     if meta is not None:
@@ -130,19 +159,23 @@ def fast_activity(body: dict[str, Any], activity_id: str) -> ActivityStatus | No
         activity_id,
         activity_type,
         state,
-        times[0],
-        times[1],
-        times[2],
-        counts[0],
-        counts[1],
-        counts[2],
+        created,
+        updated,
+        completed,
+        total,
+        success,
+        failure,
         generated,
         checks,
         errors_from_body(errors) if errors else (),
+        request_id=request_id,
+        status_code=status_code,
     )
 
 
-def fast_renewal(body: dict[str, Any]) -> RenewalResult | None:
+def fast_renewal(
+    body: dict[str, Any], status_code: int | None = None, request_id: str | None = None
+) -> RenewalResult | None:
     """A renew-pcsid answer of the usual types, built directly; ``None`` for anything else.
 
     Answers with error details are left to the converter (and to the decoder's OTP
@@ -155,8 +188,8 @@ def fast_renewal(body: dict[str, Any]) -> RenewalResult | None:
         return None
     device_id = get("DeviceId")
     activity_id = get("PcsidGenerationActivityId")
-    if (device_id is not None and type(device_id) is not str) or (
-        activity_id is not None and type(activity_id) is not str
-    ):
+    if device_id.__class__ not in _STR_OR_NONE or activity_id.__class__ not in _STR_OR_NONE:
         return None
-    return RenewalResult(generated, device_id, (), activity_id)
+    return RenewalResult(
+        generated, device_id, (), activity_id, request_id=request_id, status_code=status_code
+    )

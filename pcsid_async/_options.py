@@ -18,7 +18,6 @@ import aiohttp
 
 from ._config import RetryPolicy
 from ._errors import InvalidArgumentError
-from ._retrying import Retries
 from ._transport import Transport
 from ._validate import check_positive
 
@@ -53,10 +52,7 @@ class TransportView(Transport):
         vars(self).update(state)
         self._parent = parent
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._policy = retry
-        self._retries = Retries(retry)
-        self._retry_safe = self._retries.wrap(self._attempt, safe=True)
-        self._retry_unsafe = self._retries.wrap(self._attempt, safe=False)
+        self.set_policy(retry)
 
     # The parent's live state, read through (properties win over instance attributes).
     @property

@@ -159,6 +159,9 @@ class CallState(Generic[_T]):
         body: bytes | None,
         decode: Callable[[int, Mapping[str, str], bytes], _T],
         safe: bool,
+        timeout: aiohttp.ClientTimeout | None,
+        stats: CallStats | None,
+        started: float | None,
     ) -> None:
         self.method = method
         self.path = path
@@ -166,10 +169,12 @@ class CallState(Generic[_T]):
         self.body = body
         self.decode = decode
         self.safe = safe
+        self.timeout = timeout
+        self.stats = stats
+        # time.monotonic() at the call's start when a retryable failure of its first attempt
+        # goes to backoff (see Transport.call); None: one attempt only, or backoff's own.
+        self.handover = started is not None
+        self.started = started or 0.0
         self.attempt = 0
-        self.timeout: aiohttp.ClientTimeout | None = None
-        self.stats: CallStats | None = None
         self.replay: PcsidError | None = None
-        self.handover = False  # a retryable failure goes to backoff (first attempt only)
-        self.started = 0.0  # time.monotonic() at the call's start, when it may retry
         self.sent_at: float | None = None  # perf_counter() at this attempt's send (hooks only)

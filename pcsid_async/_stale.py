@@ -26,7 +26,7 @@ from typing import Final
 import aiohttp
 from aiohttp.connector import Connection
 
-__all__ = ["peer_ended", "refused_unsent"]
+__all__ = ["descriptor", "peer_ended", "readable", "refused_unsent"]
 
 _REFUSED: Final = "Cannot write to closing transport"
 
@@ -45,16 +45,29 @@ def peer_ended(connection: Connection) -> bool:
     protocol = connection.protocol
     if protocol is None or not protocol.is_connected():
         return True
+    return readable(descriptor(connection))
+
+
+def descriptor(connection: Connection) -> int | None:
+    """The connection's socket's file descriptor, if it has one to look at."""
     transport = connection.transport
     sock = None if transport is None else transport.get_extra_info("socket")
-    if sock is None:
-        return False  # nothing to look at: leave it to aiohttp
+    return None if sock is None else int(sock.fileno())
+
+
+def readable(fd: int | None) -> bool:
+    """Whether an idle connection's socket has something to read: an end, a reset, stray bytes.
+
+    ``None`` (nothing to look at) and a descriptor select cannot take are left to aiohttp.
+    Idle HTTP/1.1 means the server has nothing to say: readable is an end, never a reply.
+    """
+    if fd is None:
+        return False
     try:
-        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        ready, _, _ = select.select([fd], [], [], 0)
     except (OSError, ValueError):
-        return False  # e.g. a descriptor select cannot take: leave it to aiohttp
-    # Idle HTTP/1.1 means the server has nothing to say: readable is an end, never a reply.
-    return bool(readable)
+        return False
+    return bool(ready)
 
 
 def refused_unsent(exc: BaseException) -> bool:

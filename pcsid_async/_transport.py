@@ -33,6 +33,7 @@ from ._deadlines import Deadline as _Deadline
 from ._deadlines import Deadlines as _Deadlines
 from ._decode import _request_id, parse_retry_after
 from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
+from ._failures import connection_error, timeout_error
 from ._hooks import RequestHook, ResponseHook, request_event, response_event
 from ._loops import close_with_loop, other_loop
 from ._pacing import Gate as _Gate
@@ -53,6 +54,8 @@ logger: Final = logging.getLogger("pcsid_async")
 
 # Statuses whose Retry-After pauses every request of the client.
 _PAUSING: Final = frozenset({429, 503})
+# What a POST with the client's default headers adds to the owned session's own.
+_POST_ONLY: Final = {"Content-Type": "application/json"}
 
 
 class Transport:
@@ -97,11 +100,33 @@ class Transport:
         self._closer: AsyncGenerator[None, None] | None = None
         self._pacer = _Pacer(rate_limit)
         self._closed = False
+        # The owned session sends the client's default headers itself (set_default_headers).
+        self._get_headers: Mapping[str, str] | None = None
+        self._post_headers: Mapping[str, str] | None = None
+        self.set_policy(retry)
+
+    def set_policy(self, retry: RetryPolicy) -> None:
+        """Apply a retry policy (at construction, and in a ``with_options`` view)."""
+        self._policy = retry
+        self._may_retry = retry.max_attempts > 1
         # Configured here, per client, not by import-time decorators. Two retriers, because
         # backoff's giveup sees only the exception and safety is a property of the call.
         self._retries = Retries(retry)
         self._retry_safe = self._retries.wrap(self._attempt, safe=True)
         self._retry_unsafe = self._retries.wrap(self._attempt, safe=False)
+
+    def set_default_headers(self, get: Mapping[str, str], post: Mapping[str, str]) -> None:
+        """The client's default GET and POST headers (before the session exists).
+
+        The owned session is made with the GET ones as its own default headers, so a call
+        passing exactly these objects sends them without aiohttp merging them per request
+        (a POST adds only its Content-Type). A borrowed session, or one that may use a
+        proxy, gets every header per call.
+        """
+        if self._proxy is None and not self._trust_env:
+            # aiohttp merges a session's default headers into a proxy's too (the CONNECT
+            # would carry the token in clear): through a proxy, every header goes per call.
+            self._get_headers, self._post_headers = get, post
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -137,6 +162,7 @@ class Transport:
             self._session = new_session(
                 self._max_connections,
                 ssl=self._ssl,
+                headers=self._get_headers,
                 timeout=self._timeout,
                 trace_configs=self._trace_configs,
                 proxy=self._proxy,
@@ -204,21 +230,26 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError("this PcsidClient is closed; create a new one")
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            raise other_loop(self._loop, "used")
-        state = _CallState(method, path, headers, body, decode, safe)
-        state.stats = stats
-        if timeout is not None:
-            state.timeout = aiohttp.ClientTimeout(total=timeout)
-        if retries and self._policy.max_attempts > 1:
-            # The first attempt runs without backoff: its per-call bookkeeping (clock reads,
-            # a primed generator, a details dict, coroutine layers) costs over a tenth of a
-            # successful call's CPU, and nearly every call succeeds at once. A retryable
-            # failure is handed to backoff (see _attempt), which replays it as its own first
-            # try, so tries, waits, Retry-After and max_elapsed (timed from here) are as if
-            # backoff had run the call from the start.
-            state.handover = True
-            state.started = time.monotonic()
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            raise other_loop(loop, "used")
+        # The first attempt runs without backoff: its per-call bookkeeping (clock reads, a
+        # primed generator, a details dict, coroutine layers) costs over a tenth of a
+        # successful call's CPU, and nearly every call succeeds at once. A retryable failure
+        # is handed to backoff (see _attempt), which replays it as its own first try, so
+        # tries, waits, Retry-After and max_elapsed (timed from here) are as if backoff had
+        # run the call from the start.
+        state = _CallState(
+            method,
+            path,
+            headers,
+            body,
+            decode,
+            safe,
+            None if timeout is None else aiohttp.ClientTimeout(total=timeout),
+            stats,
+            time.monotonic() if retries and self._may_retry else None,
+        )
         # Not a coroutine itself: the caller awaits _attempt directly, one frame less.
         return self._attempt(state)
 
@@ -273,18 +304,23 @@ class Transport:
         timeout = state.timeout or self._timeout
         deadline: _Deadline | None = None
         if _HAS_UNCANCEL and timeout.total is not None:
-            assert self._deadlines is not None  # made with the session
-            deadline = self._deadlines.start(timeout.total)
+            deadline = self._deadlines.start(timeout.total)  # type: ignore[union-attr]
             timeout = _NO_AIOHTTP_TIMER
         if self._on_request is not None or self._on_response is not None:
             request_event(self._on_request, state)
+        headers: Mapping[str, str] | None = state.headers
+        if self._owns_session:  # its defaults are the client's (set_default_headers)
+            if headers is self._get_headers:
+                headers = None
+            elif headers is self._post_headers:
+                headers = _POST_ONLY
         sending = _SENDING.set(trace)
         try:
             async with session.request(
                 state.method,
                 self._base + state.path,
                 data=state.body,
-                headers=state.headers,
+                headers=headers,
                 allow_redirects=False,
                 # A borrowed session may raise for status; we decode every answer.
                 raise_for_status=False,
@@ -345,50 +381,10 @@ class Transport:
     def _timeout_error(
         self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
     ) -> APITimeoutError:
-        reached = self._reached(trace, exc)
-        logger.debug(
-            "%s %s -> timeout (attempt %d, may have reached server: %s)",
-            state.method,
-            state.path,
-            state.attempt,
-            reached,
-        )
         seconds = (state.timeout or self._timeout).total
-        return APITimeoutError(
-            f"{state.method} {state.path}: no answer within {seconds} s"
-            + (" (the request may have been processed)" if reached else ""),
-            method=state.method,
-            path=state.path,
-            may_have_reached_server=reached,
-        )
+        return timeout_error(state, self._reached(trace, exc), seconds)
 
     def _connection_error(
         self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
     ) -> APIConnectionError:
-        reached = self._reached(trace, exc)
-        logger.debug(
-            "%s %s -> %s (attempt %d, may have reached server: %s)",
-            state.method,
-            state.path,
-            type(exc).__name__,
-            state.attempt,
-            reached,
-        )
-        detail = _describe(exc)
-        return APIConnectionError(
-            f"{state.method} {state.path}: {detail}"
-            + (" (the request may have been processed)" if reached else ""),
-            method=state.method,
-            path=state.path,
-            may_have_reached_server=reached,
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    # aiohttp's messages name host and port, never headers or bodies.
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected without answering"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {exc}"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return connection_error(state, self._reached(trace, exc), exc)

@@ -151,7 +151,9 @@ def _fields(body: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
 @st.composite
 def _near_miss(draw: st.DrawFn, usual: Strategy) -> dict[str, Any]:
     """A usual body with one to three fields set (or added) just off the usual type."""
-    body: dict[str, Any] = draw(usual)
+    # A copy: sampled_from hands out the same list objects every time, and editing them in
+    # place would change what later draws give for the same choices (a flaky strategy).
+    body: dict[str, Any] = copy.deepcopy(draw(usual))
     for _ in range(draw(st.integers(1, 3))):
         if draw(st.integers(0, 4)) == 0:  # a field where it does not usually sit
             parent = draw(st.sampled_from([body, *(o for o, _ in _fields(body))]))
