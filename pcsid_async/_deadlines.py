@@ -74,7 +74,8 @@ class Deadlines:
 
     def start(self, seconds: float) -> Deadline:
         """A deadline ``seconds`` from now for the current task."""
-        task = asyncio.current_task(self._loop)
+        loop = self._loop
+        task = asyncio.current_task(loop)
         if task is None:  # pragma: no cover - call() only ever runs inside a task
             raise RuntimeError("a request deadline needs a running task")
         deadline = Deadline()
@@ -89,7 +90,7 @@ class Deadlines:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = set()
-            self._loop.call_later(key / 1_000_000 - now, self._expire, key)
+            loop.call_later(key / 1_000_000 - now, self._expire, key)
         bucket.add(deadline)
         deadline.bucket = bucket
         return deadline

@@ -8,7 +8,7 @@ header or a body.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 
@@ -22,36 +22,30 @@ logger: Final = logging.getLogger("pcsid_async")
 
 def timeout_error(state: CallState[Any], reached: bool, seconds: float | None) -> APITimeoutError:
     """No answer within the attempt's ``seconds``."""
-    logger.debug(
-        "%s %s -> timeout (attempt %d, may have reached server: %s)",
-        state.method,
-        state.path,
-        state.attempt,
-        reached,
-    )
-    return APITimeoutError(
-        f"{state.method} {state.path}: no answer within {seconds} s"
-        + (" (the request may have been processed)" if reached else ""),
-        method=state.method,
-        path=state.path,
-        may_have_reached_server=reached,
-    )
+    return _failure(APITimeoutError, state, reached, "timeout", f"no answer within {seconds} s")
 
 
 def connection_error(
     state: CallState[Any], reached: bool, exc: BaseException
 ) -> APIConnectionError:
     """The connection failed (``exc``: aiohttp's error, or an ``OSError``)."""
+    return _failure(APIConnectionError, state, reached, type(exc).__name__, _describe(exc))
+
+
+_E = TypeVar("_E", bound=APIConnectionError)
+
+
+def _failure(kind: type[_E], state: CallState[Any], reached: bool, what: str, detail: str) -> _E:
     logger.debug(
         "%s %s -> %s (attempt %d, may have reached server: %s)",
         state.method,
         state.path,
-        type(exc).__name__,
+        what,
         state.attempt,
         reached,
     )
-    return APIConnectionError(
-        f"{state.method} {state.path}: {_describe(exc)}"
+    return kind(
+        f"{state.method} {state.path}: {detail}"
         + (" (the request may have been processed)" if reached else ""),
         method=state.method,
         path=state.path,

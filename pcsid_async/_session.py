@@ -73,20 +73,18 @@ class _Connector(aiohttp.TCPConnector):
         connection = await _connect(self, req, traces, timeout)
         handed = self._handed
         fd = handed.get(connection.protocol, _NEW)
-        if fd is _NEW:  # a new connection: nothing to look at
-            handed[connection.protocol] = descriptor(connection)
-        elif req.method not in _IDEMPOTENT:
+        if req.method not in _IDEMPOTENT:
             # aiohttp hands out a pooled connection only while it is connected (as far as
-            # the loop has read); the socket tells whether the peer has ended it since.
-            # Each round takes a pooled connection out for good, so this ends at a new one.
-            while readable(fd):  # type: ignore[arg-type]
+            # the loop has read); the socket tells whether the peer has ended it since. A
+            # new connection has nothing to look at. Each round takes a pooled connection
+            # out for good, so this ends at a new one.
+            while fd is not _NEW and readable(fd):  # type: ignore[arg-type]
                 logger.debug("dropped a pooled connection the server had already closed")
                 connection.close()
                 connection = await _connect(self, req, traces, timeout)
                 fd = handed.get(connection.protocol, _NEW)
-                if fd is _NEW:
-                    handed[connection.protocol] = descriptor(connection)
-                    break
+        if fd is _NEW:
+            handed[connection.protocol] = descriptor(connection)
         trace = _SENDING.get()
         if trace is not None:
             trace.written += 1
