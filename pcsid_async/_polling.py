@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -142,8 +143,9 @@ async def _watch(
     max_interval: float,
     request_timeout: float | None = None,
 ) -> AsyncIterator[ActivityStatus]:
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
+    # time.monotonic(), not loop.time(): uvloop's clock is cached whole milliseconds and its
+    # timers fire up to 1 ms early, and the wait must never give up before its deadline.
+    deadline = None if timeout is None else time.monotonic() + timeout
     if request_timeout is None:
         request_timeout = self._timeout
     last: ActivityStatus | None = None
@@ -154,7 +156,7 @@ async def _watch(
     while True:
         poll_timeout = request_timeout
         if deadline is not None:
-            remaining = max(deadline - loop.time(), _LAST_POLL_FLOOR)
+            remaining = max(deadline - time.monotonic(), _LAST_POLL_FLOOR)
             poll_timeout = remaining if poll_timeout is None else min(poll_timeout, remaining)
         hint: float | None
         try:
@@ -183,12 +185,13 @@ async def _watch(
         delay = random.uniform(base / 2, base)
         if hint is not None:
             delay = max(delay, hint)
-        now = loop.time()
+        now = time.monotonic()
         if deadline is not None:
             if now >= deadline or (hint is not None and now + hint > deadline):
                 # Out of time, or the server asked us not to poll again before it.
-                if now < deadline:
+                while now < deadline:  # a timer that fires early sleeps again
                     await asyncio.sleep(deadline - now)
+                    now = time.monotonic()
                 raise _timeout_error(activity_id, timeout, last, last_error)
             delay = min(delay, deadline - now)
         logger.debug(
