@@ -9,19 +9,25 @@ nox.options.sessions = ["tests", "tests_uvloop", "lint", "typecheck"]
 # (nox would otherwise fail on CI, where the CI variable is set).
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = False
+# uv builds each session's environment in seconds where pip takes half a minute (`.ci/run`
+# installs it); without uv, nox falls back to virtualenv and pip.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 COVERAGE_PYTHON = "3.11"
 TEST_DEPS = [
     "pytest>=8",
     "pytest-asyncio>=0.24",
-    "coverage[toml]>=7.6",
+    "coverage[toml]>=7.10",  # patch = ["subprocess"] (pyproject.toml)
+    "pytest-xdist>=3.6",
     "hypothesis>=6.100",
     "trustme>=1.1",
     # tests/test_tracing.py: spans from OpenTelemetry's aiohttp instrumentation (the otel extra)
     "opentelemetry-sdk>=1.20",
     "opentelemetry-instrumentation-aiohttp-client>=0.41b0",
 ]
+# One worker per core (pytest-xdist; `nox -- -n 0` runs in one process), ResourceWarning fails.
+PYTEST_ARGS = ("-n", "auto", "-W", "error::ResourceWarning")
 BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "uvloop>=0.19"]
 
 
@@ -29,16 +35,19 @@ BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "uvloop>=0.19"]
 def tests(session: nox.Session) -> None:
     """Run the test suite with branch coverage (fails under the floor)."""
     session.install(".", *TEST_DEPS)
-    pytest_args = ("-W", "error::ResourceWarning", *session.posargs)
+    pytest_args = (*PYTEST_ARGS, *session.posargs)
     if session.python != COVERAGE_PYTHON:
         # The same suite; the coverage floor is gated once, on CI's default Python, which
         # keeps `.ci/run` inside its ten minutes on two cores.
         session.run("pytest", *pytest_args)
         return
     # coverage runs pytest (not pytest-cov inside it): the package's own pytest plugin is
-    # imported while pytest starts, before pytest-cov could begin measuring.
+    # imported while pytest starts, before pytest-cov could begin measuring. The xdist workers
+    # and the CLI's subprocesses are measured too (pyproject.toml: patch = ["subprocess"]).
     env = {"COVERAGE_FILE": f".coverage.{session.python}"}
+    session.run("coverage", "erase", env=env)
     session.run("coverage", "run", "-m", "pytest", *pytest_args, env=env)
+    session.run("coverage", "combine", "--quiet", env=env)
     session.run("coverage", "report", "--fail-under=95", env=env)
 
 
@@ -46,13 +55,7 @@ def tests(session: nox.Session) -> None:
 def tests_uvloop(session: nox.Session) -> None:
     """The whole suite on uvloop (PCSID_TEST_LOOP=uvloop); no coverage: `tests` gates that."""
     session.install(".", *TEST_DEPS, "pytest-asyncio>=1.5", "uvloop>=0.19")
-    session.run(
-        "pytest",
-        "-W",
-        "error::ResourceWarning",
-        *session.posargs,
-        env={"PCSID_TEST_LOOP": "uvloop"},
-    )
+    session.run("pytest", *PYTEST_ARGS, *session.posargs, env={"PCSID_TEST_LOOP": "uvloop"})
 
 
 @nox.session(python="3.11")
