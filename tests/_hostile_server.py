@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -11,12 +12,24 @@ Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
 def gzip_bomb(decoded: int) -> bytes:
-    """A gzip body of ``decoded`` zero bytes (about a thousandth of that on the wire)."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    """A valid gzip body of ``decoded`` zero bytes (about a thousandth of that on the wire).
+
+    One mebibyte is deflated once, ended with a full flush (which resets the compressor, so
+    the bytes stand alone) and repeated: building a 400 MiB bomb costs milliseconds, not the
+    seconds of deflating all of it.
+    """
     block = bytes(1024 * 1024)
-    parts = [packer.compress(block) for _ in range(decoded // len(block))]
-    parts.append(packer.flush())
-    return b"".join(parts)
+    count, rest = divmod(decoded, len(block))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: the gzip frame is ours
+    chunk = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    tail = packer.compress(bytes(rest)) + packer.flush(zlib.Z_FINISH)
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, decoded & 0xFFFFFFFF)
+    return header + chunk * count + tail + trailer
 
 
 def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> Script:

@@ -1,7 +1,9 @@
 """The pytest plugin: fixtures and markers, in pytest-asyncio's auto and strict modes (pytester).
 
 Each inner run loads the plugin the way a user's run does: through the installed package's
-``pytest11`` entry point, with nothing in its ini or conftest.
+``pytest11`` entry point, with nothing in its ini or conftest. The README's example runs in a
+fresh interpreter (a subprocess, as a user's run); the other inner runs are in-process, where a
+run costs a tenth of a new interpreter's start.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class TestModes:
         configure(pytester, mode)
         source = FIXTURE_BEHAVIOUR if mode == "auto" else strict(FIXTURE_BEHAVIOUR)
         pytester.makepyfile(test_fixtures=source)
-        result = pytester.runpytest_subprocess(
+        result = pytester.runpytest_inprocess(
             "-W", "error", "-W", "error::ResourceWarning", "-p", "no:randomly"
         )
         result.assert_outcomes(passed=7)
@@ -151,7 +153,7 @@ class TestStrictMode:
                 raise AssertionError("must not run")
             """
         )
-        result = pytester.runpytest_subprocess()
+        result = pytester.runpytest_inprocess()
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
         assert "must not run" not in result.stdout.str()
@@ -160,7 +162,7 @@ class TestStrictMode:
 class TestMarkers:
     def test_the_markers_are_registered(self, pytester: pytest.Pytester) -> None:
         configure(pytester, "auto")
-        result = pytester.runpytest_subprocess("--markers")
+        result = pytester.runpytest_inprocess("--markers")
         result.stdout.fnmatch_lines(
             ["*fake_cleartax(devices=0, **options)*", "*pcsid_client(**options)*"]
         )
@@ -176,7 +178,7 @@ class TestMarkers:
                 pass
             """
         )
-        result = pytester.runpytest_subprocess()
+        result = pytester.runpytest_inprocess()
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*keyword arguments only*"])
 
@@ -191,6 +193,6 @@ class TestMarkers:
                 pass
             """
         )
-        result = pytester.runpytest_subprocess()
+        result = pytester.runpytest_inprocess()
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*no_such_option*"])

@@ -128,6 +128,10 @@ class TestQuickstart:
             assert line in run.stdout
 
 
+# Hypothesis and xdist are this suite's tools, not a user's (and Hypothesis is slow to load).
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist")
+
+
 class TestTestingSnippet:
     def test_the_snippet_passes_under_pytest_asyncio_auto_mode_as_written(
         self, tmp_path: Path
@@ -136,7 +140,7 @@ class TestTestingSnippet:
         (tmp_path / "pyproject.toml").write_text(_block(section, "toml"), encoding="utf-8")
         (tmp_path / "test_snippet.py").write_text(_block(section, "python"), encoding="utf-8")
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+            [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider", *QUIET],
             cwd=tmp_path,
             env=_env(),
             capture_output=True,
