@@ -26,8 +26,9 @@ TEST_DEPS = [
     "opentelemetry-sdk>=1.20",
     "opentelemetry-instrumentation-aiohttp-client>=0.41b0",
 ]
-# One worker per core (pytest-xdist; `nox -- -n 0` runs in one process), ResourceWarning fails.
-PYTEST_ARGS = ("-n", "auto", "-W", "error::ResourceWarning")
+# One worker per core (pytest-xdist; a worker out of tests takes some of another's; `nox -- -n 0`
+# runs in one process); a ResourceWarning (an unclosed session, say) fails the test.
+PYTEST_ARGS = ("-n", "auto", "--dist", "worksteal", "-W", "error::ResourceWarning")
 BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "uvloop>=0.19"]
 
 
