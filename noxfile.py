@@ -29,7 +29,9 @@ TEST_DEPS = [
 # One worker per core (pytest-xdist; a worker out of tests takes some of another's; `nox -- -n 0`
 # runs in one process); a ResourceWarning (an unclosed session, say) fails the test.
 PYTEST_ARGS = ("-n", "auto", "--dist", "worksteal", "-W", "error::ResourceWarning")
-BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "uvloop>=0.19"]
+# sniffio: without it httpcore retries a failed `import sniffio` four times per request (anyio 4.12+
+# no longer installs it), which would bill the httpx baseline for a path search per call.
+BENCH_DEPS = ["matplotlib>=3.8", "httpx>=0.27", "sniffio>=1.3", "uvloop>=0.19"]
 
 
 @nox.session(python=PYTHONS)
