@@ -24,6 +24,10 @@ __all__ = ["Gate", "Pacer"]
 _LATENESS_ALLOWANCE: Final = 0.010
 # ``rate_limit`` counts requests per second: the window every 1 s bound refers to.
 _WINDOW: Final = 1.0
+# The limit is counted where requests arrive, after a trip whose length varies: the client's
+# own 1 s bound keeps this much room for that (at 200/s: 2,000 renewals put 201 arrivals in
+# one second without it).
+_ARRIVAL_MARGIN: Final = 0.005
 
 
 class Pacer:
@@ -31,18 +35,19 @@ class Pacer:
 
     The limit is virtual scheduling (GCRA) on an ideal timeline, not spacing from the last
     actual start (which lets the event loop's lateness add up: 0.82 x the limit at 200/s).
-    Each start has a slot; slots are an interval ``T = (1 s + J) / rate_limit`` apart, with
-    ``J`` the lateness allowance (10 ms); a request never starts before its slot, and they
-    start in the order they asked (FIFO).
+    Each start has a slot; slots are an interval ``T = (1 s + J + M) / rate_limit`` apart,
+    with ``J`` the lateness allowance (10 ms) and ``M`` the arrival margin (5 ms); a request
+    never starts before its slot, and they start in the order they asked (FIFO).
 
     - Late starts: a request the loop starts at most ``J`` after its slot leaves the next
       slot where it was, so lateness never accumulates and a busy consumer gets
-      ``rate_limit / (1 + J/1 s)``, 0.99 x the limit. Later than ``J`` (a stalled loop, or
-      nobody was waiting: idle) the timeline restarts at that start: no burst makes up for
-      the stall, and idle time banks at most ``J`` of credit.
+      ``rate_limit / (1 + (J + M)/1 s)``, 0.985 x the limit. Later than ``J`` (a stalled
+      loop, or nobody was waiting: idle) the timeline restarts at that start: no burst makes
+      up for the stall, and idle time banks at most ``J`` of credit.
     - The bound: any ``n + 1`` starts span at least ``n T - J``, so ``rate_limit + 1``
-      starts span at least 1 s: no 1 s window ever holds more than ``rate_limit`` starts
-      (``ceil(rate_limit)`` for a fractional one). The burst is that tolerance: two starts
+      starts span at least 1 s + M: no 1 s window ever holds more than ``rate_limit`` starts
+      (``ceil(rate_limit)`` for a fractional one), nor, unless transit times differ by more
+      than M, arrivals at the server. The burst is that tolerance: two starts
       are never closer than ``T - J`` (at most ``1 + J/T`` together, only to make up
       lateness; one at a time below 100/s).
     - Pauses: a ``Retry-After`` holds every start until it ends and moves the timeline to
@@ -55,7 +60,9 @@ class Pacer:
     __slots__ = ("_interval", "_paused_until", "_slot", "_timer", "_waiters")
 
     def __init__(self, rate_limit: float | None) -> None:
-        self._interval = (_WINDOW + _LATENESS_ALLOWANCE) / rate_limit if rate_limit else 0.0
+        self._interval = (
+            (_WINDOW + _LATENESS_ALLOWANCE + _ARRIVAL_MARGIN) / rate_limit if rate_limit else 0.0
+        )
         self._slot = -math.inf  # the next start's place on the timeline (GCRA's TAT)
         self._paused_until = 0.0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()

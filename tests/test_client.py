@@ -769,11 +769,11 @@ class TestRateLimit:
 
         tracing = aiohttp.TraceConfig()
         tracing.on_request_start.append(on_start)
-        # 25/s: slots T = 1.01 s / 25 = 40.4 ms apart; the pacer never lets two starts come
+        # 25/s: slots T = 1.015 s / 25 = 40.6 ms apart; the pacer never lets two starts come
         # closer than T - 10 ms (its lateness allowance), and overdue ones not at once.
         client = make_client(fake.url, rate_limit=25, trace_configs=[tracing])
         activities = [fake.create_activity() for _ in range(4)]
-        # Block the loop from 50 ms to 150 ms: the slots at 81 ms and 121 ms are both overdue.
+        # Block the loop from 50 ms to 150 ms: the slots at 81 ms and 122 ms are both overdue.
         loop.call_later(0.05, time.sleep, 0.1)
         await asyncio.gather(*(client.get_status(a) for a in activities))
         # Measured where the client starts each request, so that a starved server (it shares

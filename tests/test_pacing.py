@@ -17,7 +17,7 @@ from conftest import ClientFactory
 
 from pcsid_async import _deadlines
 from pcsid_async._deadlines import Deadlines as _Deadlines
-from pcsid_async._pacing import _LATENESS_ALLOWANCE
+from pcsid_async._pacing import _ARRIVAL_MARGIN, _LATENESS_ALLOWANCE
 from pcsid_async._pacing import Gate as _Gate
 from pcsid_async._pacing import Pacer as _Pacer
 from pcsid_async.testing import FakeClearTax
@@ -218,7 +218,7 @@ async def _worst_loop_lateness(stop: asyncio.Event) -> float:
 
 
 def _interval(rate: float) -> float:
-    return (1.0 + _LATENESS_ALLOWANCE) / rate
+    return (1.0 + _LATENESS_ALLOWANCE + _ARRIVAL_MARGIN) / rate
 
 
 async def test_the_pacer_keeps_its_rate_and_no_1s_window_holds_more_than_the_limit() -> None:
@@ -236,8 +236,9 @@ async def test_the_pacer_keeps_its_rate_and_no_1s_window_holds_more_than_the_lim
     # Hence no 1 s window holds more than the limit ...
     assert starts[200] - starts[0] >= 1.0
     assert max(bisect.bisect_left(starts, t + 1.0) - k for k, t in enumerate(starts)) <= rate
-    # ... and the loop's lateness never adds up: the rate over the run is kept (0.99 x by
-    # design: T is 1 % above 1/R so that the window bound holds with the tolerance). That is
+    # ... and the loop's lateness never adds up: the rate over the run is kept (0.985 x by
+    # design: T is 1.5 % above 1/R so that the window bound holds with the tolerance and
+    # 5 ms to spare for the trip to the server). That is
     # promised while the loop is never more than J late; a test process starved of CPU for
     # longer (other jobs on every core) restarts the timeline, by design, without a burst.
     if worst_lateness <= _LATENESS_ALLOWANCE:
