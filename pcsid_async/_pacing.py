@@ -47,9 +47,9 @@ class Pacer:
     - The bound: any ``n + 1`` starts span at least ``n T - J``, so ``rate_limit + 1``
       starts span at least 1 s + M: no 1 s window ever holds more than ``rate_limit`` starts
       (``ceil(rate_limit)`` for a fractional one), nor, unless transit times differ by more
-      than M, arrivals at the server. The burst is that tolerance: two starts
-      are never closer than ``T - J`` (at most ``1 + J/T`` together, only to make up
-      lateness; one at a time below 100/s).
+      than M, arrivals at the server. The burst is that tolerance: two starts are never
+      closer than ``T - J`` (at most ``1 + J/T`` together, only to make up lateness; one at
+      a time below 100/s).
     - Pauses: a ``Retry-After`` holds every start until it ends and moves the timeline to
       its end, so the requests held back go out one interval apart from then, not at once.
 

@@ -17,6 +17,11 @@ from pcsid_async.testing import FakeClearTax
 
 ClientFactory = Callable[..., PcsidClient]
 
+# For a pytest run inside a test (pytester, or a README snippet in a subprocess): Hypothesis
+# and xdist are this suite's tools, not a user's, and loading them costs each inner run time
+# (Hypothesis alone imports for over a second).
+INNER_PYTEST_QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist")
+
 # PCSID_TEST_LOOP=uvloop runs every test on uvloop (`nox -s tests_uvloop`). pytest-asyncio
 # (>= 1.5) chooses the loop through this hook; overriding `event_loop_policy` is deprecated.
 TEST_LOOP = os.environ.get("PCSID_TEST_LOOP", "asyncio")

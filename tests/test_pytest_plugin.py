@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import INNER_PYTEST_QUIET
 
 pytest_plugins = ["pytester"]
 
@@ -100,13 +101,11 @@ def test_garbage_leaves_no_unclosed_resources():
 
 
 def configure(pytester: pytest.Pytester, mode: str) -> None:
-    # Hypothesis and xdist are this suite's own tools, not a user's: loading them in each inner
-    # run only costs time (Hypothesis alone imports for over a second).
     pytester.makeini(
         textwrap.dedent(
             f"""
             [pytest]
-            addopts = --strict-markers -p no:cacheprovider -p no:hypothesispytest -p no:xdist
+            addopts = --strict-markers -p no:cacheprovider {" ".join(INNER_PYTEST_QUIET)}
             asyncio_mode = {mode}
             asyncio_default_fixture_loop_scope = function
             filterwarnings = error

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import INNER_PYTEST_QUIET
 
 from pcsid_async.testing import FakeClearTax
 
@@ -128,10 +129,6 @@ class TestQuickstart:
             assert line in run.stdout
 
 
-# Hypothesis and xdist are this suite's tools, not a user's (and Hypothesis is slow to load).
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist")
-
-
 class TestTestingSnippet:
     def test_the_snippet_passes_under_pytest_asyncio_auto_mode_as_written(
         self, tmp_path: Path
@@ -139,8 +136,9 @@ class TestTestingSnippet:
         section = "Testing your code with the fake server"
         (tmp_path / "pyproject.toml").write_text(_block(section, "toml"), encoding="utf-8")
         (tmp_path / "test_snippet.py").write_text(_block(section, "python"), encoding="utf-8")
+        command = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider", *QUIET],
+            [*command, *INNER_PYTEST_QUIET],
             cwd=tmp_path,
             env=_env(),
             capture_output=True,
