@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OutcomeState", "RenewalOutcome", "RenewalRequest", "renew_many"]
 
+# An outcome and, with a journal, the future of its record's commit.
+_Handed = tuple[RenewalOutcome, "asyncio.Future[BaseException | None] | None"]
 _END: Final = object()
 # A worker still running this long after its cancellation is cancelled again.
 _RECANCEL_AFTER: Final = 1.0
@@ -108,7 +110,7 @@ class _Batch:
             self._seen.add(device_id)
             return request, duplicate
 
-    async def work(self, queue: asyncio.Queue[RenewalOutcome | None]) -> None:
+    async def work(self, queue: asyncio.Queue[_Handed | None]) -> None:
         """One worker: pull, renew, hand over the outcome; until the source ends."""
         try:
             while (pulled := await self.next_request()) is not None:
@@ -249,7 +251,7 @@ async def _renew_many(
 ) -> AsyncGenerator[RenewalOutcome, None]:
     self._transport.check_loop()  # once for the batch, not as an outcome per device
     # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
-    queue: asyncio.Queue[RenewalOutcome | None] = asyncio.Queue(maxsize=workers)
+    queue: asyncio.Queue[_Handed | None] = asyncio.Queue(maxsize=workers)
     loop = asyncio.get_running_loop()
     journal = batch.journal
     opened = journal is not None and await _batch_journal.start_run(journal, self.vat)
@@ -259,11 +261,14 @@ async def _renew_many(
     try:
         running = workers
         while running:
-            outcome = await queue.get()
-            if outcome is None:
+            handed = await queue.get()
+            if handed is None:
                 running -= 1
-            else:
-                yield outcome
+                continue
+            outcome, recorded = handed
+            if recorded is not None and batch.commits is not None:  # durable before handed out
+                batch.commits.report(outcome, await recorded)
+            yield outcome
         if batch.error is not None:
             raise batch.error
     finally:

@@ -14,19 +14,25 @@
   :class:`InterruptedRenewalError` for a device an earlier run left in flight, else a
   :class:`PcsidError` whose message carries the recorded error type and message. A RENEWED
   record yields a RENEWED outcome with no error.
-* ``mark_sending`` and ``record`` go through a :class:`GroupCommitter`: a writer thread
+* ``mark_sending`` and ``record_soon`` go through a :class:`GroupCommitter`: a writer thread
   commits every write waiting at that moment in one durable transaction, so the event loop
-  never waits on the disk and many devices share one fsync. A cancellation while marking
-  leaves the commit to finish: the journal then says ``sending`` and the next run reports
-  the device interrupted (UNKNOWN), never re-sends it.
+  never waits on the disk and many devices share one fsync. A worker waits for its device's
+  ``sending`` mark before the POST; it does not wait for the outcome's record (its next
+  device's mark shares that commit), but the batch hands an outcome out only once its record
+  is durable. A cancellation while marking leaves the commit to finish: the journal then
+  says ``sending`` and the next run reports the device interrupted (UNKNOWN), never
+  re-sends it. A record that fails to commit is logged, the outcome still handed out, and
+  the row keeps its ``sending`` mark (so again: UNKNOWN, never re-sent).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _journal_rules as _rules
+from ._decode import scrub
 from ._errors import InterruptedRenewalError, InvalidArgumentError, PcsidError
 from ._journal import Action, Decision, RenewalJournal
 
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
     _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
 
 __all__ = ["GroupCommitter", "check_journal", "recorded_outcome", "start_run"]
+
+logger: Final = logging.getLogger("pcsid_async")
 
 
 def check_journal(journal: object) -> None:
@@ -116,24 +124,58 @@ class GroupCommitter:
     def __init__(self, journal: RenewalJournal, client: PcsidClient) -> None:
         self.journal = journal
         self._token = client._token
-        self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
+        self._queue: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
+        # Each device in flight: its sending row's OTP fingerprint, reused for its outcome.
+        self._fingerprints: dict[str, str | None] = {}
 
     async def mark_sending(self, request: RenewalRequest, vat: str) -> None:
         """Commit ``sending`` for ``request``; durable on return."""
         await self._submit((request, vat))
 
     async def record(self, outcome: RenewalOutcome) -> None:
-        """Commit ``outcome`` as its device's final state."""
-        await self._submit(outcome)
+        """Commit ``outcome`` as its device's final state; durable on return."""
+        failure = await self.record_soon(outcome)
+        if failure is not None:
+            raise failure
+
+    def record_soon(self, outcome: RenewalOutcome) -> asyncio.Future[BaseException | None]:
+        """Queue ``outcome``'s commit: the future's result is ``None`` once it is durable.
+
+        The worker need not wait: its next device's ``sending`` mark joins the same group, so
+        a device costs one commit wait instead of two, and the batch waits for the future
+        before it hands the outcome over. A failed commit is the future's *result* (the
+        exception), not its exception, so an outcome nobody waits for any more (the caller
+        stopped iterating) leaves no "exception never retrieved" behind.
+        """
+        return self._enqueue(outcome)
+
+    def report(self, outcome: RenewalOutcome, failure: BaseException | None) -> None:
+        """Warn that ``outcome``'s record failed (``failure``); nothing when it is durable.
+
+        The outcome is still handed out (the device was dealt with); its row keeps the
+        ``sending`` mark, so the next run reports it interrupted and never sends it again.
+        """
+        if failure is not None:
+            text = scrub(str(failure), (self._token, str(outcome.request.otp)))
+            logger.warning(
+                "the journal could not record device %r (%s: %s); it stays marked sending, "
+                "so a resumed run reports it UNKNOWN and does not send it again",
+                outcome.device_id,
+                type(failure).__name__,
+                text,
+            )
 
     async def _submit(self, write: _Write) -> None:
+        await self._enqueue(write)
+
+    def _enqueue(self, write: _Write) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((write, future))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain(), name="pcsid-journal-commits")
-        await future
+        return future
 
     async def _drain(self) -> None:
         while self._queue:
@@ -141,9 +183,13 @@ class GroupCommitter:
             try:
                 await asyncio.to_thread(self._commit, [write for write, _ in group])
             except BaseException as exc:
-                for _, future in group:
-                    if not future.done():
+                for write, future in group:
+                    if future.done():
+                        continue
+                    if isinstance(write, tuple):  # a sending mark: its POST must not leave
                         future.set_exception(exc)
+                    else:
+                        future.set_result(exc)
                 if isinstance(exc, Exception):
                     continue
                 raise
@@ -163,12 +209,16 @@ class GroupCommitter:
         sending: list[Row] = []
         outcomes: list[Row] = []
         secrets = (self._token,)
+        fingerprints = self._fingerprints
         for write in writes:
             if isinstance(write, tuple):
                 request, vat = write
-                sending.append(journal.sending_row(request.device_id, request.otp, vat, now))
+                row = journal.sending_row(request.device_id, request.otp, vat, now)
+                fingerprints[row[0]] = row[3]
+                sending.append(row)
             else:
-                outcomes.append(journal.outcome_row(write, secrets, now)[0])
+                fp = fingerprints.pop(str(write.device_id), None)
+                outcomes.append(journal.outcome_row(write, secrets, now, otp_fp=fp)[0])
         journal.write(sending, outcomes)
 
     async def wait(self) -> None:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "Decision", "JournalRow", "RenewalJournal"]
 
+# One encoder for every record (json.dumps builds a new one per call for these separators).
+_compact_json: Final = json.JSONEncoder(separators=(",", ":")).encode
 _ABSENT: Final = rules.decide(None, None, same_otp=False, unspent=False, retry_unknown=False)
 
 
@@ -279,14 +281,22 @@ class RenewalJournal:
         return (device_id, vat or self._vat, rules.SENDING, fp, now, now)
 
     def outcome_row(
-        self, outcome: RenewalOutcome, secrets: Iterable[str], now: str | None = None
+        self,
+        outcome: RenewalOutcome,
+        secrets: Iterable[str],
+        now: str | None = None,
+        *,
+        otp_fp: str | None = None,
     ) -> tuple[Row, dict[str, Any]]:
-        """The parameters of one outcome write (for :meth:`write`) and its record."""
+        """The parameters of one outcome write (for :meth:`write`) and its record.
+
+        ``otp_fp``: the OTP's fingerprint if the caller has it already (its sending row's).
+        """
         record = rules.outcome_record(
             outcome, default_vat=self._vat or "", secrets=secrets, finished_at=now
         )
-        fp = rules.fingerprint(self._key, outcome.request.otp)
-        text = json.dumps(record, separators=(",", ":"))
+        fp = otp_fp if otp_fp is not None else rules.fingerprint(self._key, outcome.request.otp)
+        text = _compact_json(record)
         row = (str(outcome.device_id), record["vat"], record["state"], fp,
                int(record["otp_unspent"]), text, record["finished_at"])  # fmt: skip
         return row, record

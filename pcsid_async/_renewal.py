@@ -44,7 +44,13 @@ from ._transport import CallStats
 from ._validate import check_token_like
 
 if TYPE_CHECKING:
+    import asyncio
+    from typing import TypeAlias
+
     from ._client import PcsidClient
+
+    # A journal record's commit: its result is None once durable, else why it failed.
+    Recorded: TypeAlias = asyncio.Future[BaseException | None]
 
 __all__ = ["Renewer"]
 
@@ -80,8 +86,14 @@ class Renewer:
         self._vat_refused: dict[str, tuple[str, PermissionDeniedError]] = {}
         self._unreachable = UnreachableBreaker(unreachable_after)
 
-    async def outcome(self, request: RenewalRequest, duplicate: bool) -> RenewalOutcome:
-        """Exactly one outcome for ``request``, whatever happens (cancellation aside)."""
+    async def outcome(
+        self, request: RenewalRequest, duplicate: bool
+    ) -> tuple[RenewalOutcome, Recorded | None]:
+        """Exactly one outcome for ``request``, whatever happens (cancellation aside).
+
+        With a journal, also the future of its record's commit (see
+        :meth:`GroupCommitter.record_soon`): hand the outcome over once that is done.
+        """
         started = time.monotonic()
         stats = CallStats()
         result: RenewalResult | None = None
@@ -93,7 +105,7 @@ class Renewer:
         if journal is not None:
             decision = journal.decide(request, retry_unknown=self._retry_unknown)
             if not decision.send:
-                return _batch_journal.recorded_outcome(request, decision, OutcomeState)
+                return _batch_journal.recorded_outcome(request, decision, OutcomeState), None
         try:
             state, result, activity, error = await self._renew_one(request, duplicate, stats)
         except Exception as exc:  # a bug or an exotic failure: still one outcome, no escape
@@ -114,8 +126,8 @@ class Renewer:
             elapsed=time.monotonic() - started,
         )
         if journal is not None and self.commits is not None:
-            await self.commits.record(outcome)
-        return outcome
+            return outcome, self.commits.record_soon(outcome)
+        return outcome, None
 
     async def _renew_one(
         self, request: RenewalRequest, duplicate: bool, stats: CallStats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,55 @@ async def test_a_failed_journal_write_means_not_sent(
     assert outcome.attempts == 0
     assert "disk full" in str(outcome.error)
     assert fake.count("renew") == 0  # never marked, so never sent
+
+
+async def test_each_outcome_is_durable_before_it_is_handed_out(
+    fake: FakeClearTax, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    requests = _requests(fake, 12)
+    path = tmp_path / "j.journal"
+    client = make_client(fake.url)
+    seen = []
+    outcomes = client.renew_many(requests, concurrency=4, journal=RenewalJournal(path))
+    async with contextlib.aclosing(outcomes):
+        async for outcome in outcomes:
+            with contextlib.closing(sqlite3.connect(path)) as reader:
+                (state,) = reader.execute(
+                    "SELECT state FROM devices WHERE device_id = ?", (outcome.device_id,)
+                ).fetchone()
+            seen.append((outcome.state.value, state))
+    assert seen == [("RENEWED", "RENEWED")] * 12
+
+
+class _UnrecordableJournal(RenewalJournal):
+    """A journal whose disk "fails" whenever an outcome is recorded (sending marks land)."""
+
+    def write(self, sending: list[Row], outcomes: list[Row]) -> None:
+        if outcomes:
+            raise OSError(f"disk full (token {TOKEN})")
+        super().write(sending, outcomes)
+
+
+async def test_a_failed_record_still_hands_out_the_outcome_and_never_resends(
+    fake: FakeClearTax,
+    make_client: ClientFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (request,) = _requests(fake, 1)
+    path = tmp_path / "j.journal"
+    got = await _run(make_client, fake, [request], _UnrecordableJournal(path))
+    assert got[request.device_id].ok  # the device was renewed: the caller is told so
+    (warning,) = [r for r in caplog.records if "could not record" in r.getMessage()]
+    assert request.device_id in warning.getMessage()
+    assert "disk full" in warning.getMessage()
+    assert TOKEN not in warning.getMessage()
+    with RenewalJournal(path) as journal:
+        assert [r.state for r in journal.rows()] == ["sending"]
+    again = (await _run(make_client, fake, [request], RenewalJournal(path)))[request.device_id]
+    assert again.state is OutcomeState.UNKNOWN
+    assert isinstance(again.error, InterruptedRenewalError)
+    assert fake.count("renew") == 1  # sent once, never again
 
 
 async def test_a_cancelled_write_still_lands_and_wait_drains_the_commits(
