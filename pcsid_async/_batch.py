@@ -88,33 +88,63 @@ class _Batch:
         """The next request and whether it repeats an earlier device id; ``None`` at the end.
 
         Pulled under a lock (an async iterator must not be entered twice at once), and the
-        duplicate check happens under it too, so "first occurrence" means source order.
+        duplicate check happens under it too, so "first occurrence" means source order. A
+        plain iterable needs no lock: pulling from it never yields to the loop.
         """
+        if self._sync is not None:
+            return self._next_sync(self._sync)
         async with self._lock:
             if self._exhausted:
                 return None
             try:
                 item = await self._pull()
-                if item is _END:
-                    self._exhausted = True
-                    return None
-                request = as_request(item)
             except Exception as exc:  # the caller's iterable failed: stop pulling, report it
-                self._exhausted = True
-                self.error = exc
+                self._failed(exc)
                 return None
-            device_id: object = request.device_id  # typed str, but callers send anything
-            if not isinstance(device_id, str):
-                return request, False  # refused by validation, never deduplicated
-            duplicate = device_id in self._seen
-            self._seen.add(device_id)
-            return request, duplicate
+            return self._admit(item)
+
+    def _next_sync(self, source: Iterator[object]) -> tuple[RenewalRequest, bool] | None:
+        if self._exhausted:
+            return None
+        try:
+            item = next(source, _END)
+        except Exception as exc:  # the caller's iterable failed: stop pulling, report it
+            self._failed(exc)
+            return None
+        return self._admit(item)
+
+    def _failed(self, exc: Exception) -> None:
+        self._exhausted = True
+        self.error = exc
+
+    def _admit(self, item: object) -> tuple[RenewalRequest, bool] | None:
+        """``item`` as a request and whether it repeats a device id (``None``: the end)."""
+        if item is _END:
+            self._exhausted = True
+            return None
+        try:
+            request = as_request(item)
+        except Exception as exc:  # not a request: stop pulling, report it
+            self._failed(exc)
+            return None
+        device_id: object = request.device_id  # typed str, but callers send anything
+        if not isinstance(device_id, str):
+            return request, False  # refused by validation, never deduplicated
+        seen = self._seen
+        duplicate = device_id in seen
+        seen.add(device_id)
+        return request, duplicate
 
     async def work(self, queue: asyncio.Queue[_Handed | None]) -> None:
         """One worker: pull, renew, hand over the outcome; until the source ends."""
+        renewer = self.renewer
         try:
             while (pulled := await self.next_request()) is not None:
-                await queue.put(await self.renewer.outcome(*pulled))
+                handed = await renewer.outcome(*pulled)
+                if queue.full():  # a slow consumer: wait for room
+                    await queue.put(handed)
+                else:
+                    queue.put_nowait(handed)
         except Exception as exc:  # pragma: no cover - next_request and outcome catch all
             self.error = self.error or exc
         await queue.put(None)
