@@ -4,8 +4,9 @@ Zero-latency ``fixed`` server. Baselines: one shared ``aiohttp.ClientSession`` (
 limit = concurrency, the SDK's aiohttp timer cost: ``RAW_TIMEOUT``), ``session.get``/``post``
 then ``await resp.json()`` (the standard library's ``json``, as the SDK); and a hand-written
 ``httpx.AsyncClient`` loop (same connection limit, no timeout). Each repetition opens every
-client in one event loop and alternates between them in rounds of ``overhead_chunk`` calls,
-adding up each side's CPU, so every slow or fast spell of the shared machine is shared.
+client in one event loop and alternates between them in rounds of ``overhead_chunk`` calls;
+a ratio is the median over the rounds of each round's pair (the sides ran back to back), so
+a slow or fast spell of the shared machine moves it little (see ``figures``).
 Pairs: get_status (SDK, raw, httpx), renew (SDK, raw, POST), and get_status again on uvloop
 (SDK, raw).
 """
@@ -47,24 +48,47 @@ SLOW_SIDES = {"httpx": 10}  # sides so much dearer that they make 1/10 of the ca
 
 async def interleave(
     sides: dict[str, Callable[[], Awaitable[None]]], conc: int, rounds: int, chunk: int
-) -> dict[str, float]:
-    """CPU per call of each side over ``rounds`` rounds, order rotating each round."""
+) -> dict[str, Any]:
+    """CPU per call of each side, overall and per round, over ``rounds`` rounds.
+
+    The order rotates each round, so within a round the sides run back to back and share
+    the machine's speed of that moment; ``rounds`` holds each round's CPU per call.
+    """
     for one in sides.values():  # warm-up: every connection open, code paths hot
         await workers(conc, conc * 4, one)
-    cpu = dict.fromkeys(sides, 0.0)
+    per_round: dict[str, list[float]] = {name: [] for name in sides}
     names = list(sides)
     for k in range(rounds):
         for name in names[k % len(names) :] + names[: k % len(names)]:
+            calls = chunk // SLOW_SIDES.get(name, 1)
             c = time.process_time()
-            await workers(conc, chunk // SLOW_SIDES.get(name, 1), sides[name])
-            cpu[name] += time.process_time() - c
-    return {name: cpu[name] / (rounds * (chunk // SLOW_SIDES.get(name, 1))) for name in cpu}
+            await workers(conc, calls, sides[name])
+            per_round[name].append((time.process_time() - c) / calls)
+    return {
+        **{name: sum(values) / len(values) for name, values in per_round.items()},
+        "rounds": per_round,
+    }
 
 
-def figures(samples: dict[str, list[dict[str, float]]]) -> dict[str, float]:
-    """The ratios (median of the repetitions' ratios) and CPU per call (µs) of each pair."""
+def round_ratios(samples: list[dict[str, Any]], a: str, b: str) -> list[float]:
+    """``a`` / ``b`` CPU per call of every round of every repetition (the pairs that ran
+    back to back)."""
+    return [x / y for s in samples for x, y in zip(s["rounds"][a], s["rounds"][b], strict=True)]
+
+
+def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """The ratios and CPU per call (µs) of each pair.
+
+    A ratio is the median of its round pairs' ratios (``round_ratios``): a spell of the
+    shared machine lands in a round or two and moves the median little, while in a sum it
+    bills whichever side ran then. The ratio of the repetitions' totals is kept beside it
+    (``*_of_totals``) for comparison.
+    """
 
     def ratio(name: str, a: str, b: str) -> float:
+        return median(round_ratios(samples[name], a, b))
+
+    def of_totals(name: str, a: str, b: str) -> float:
         return median([s[a] / s[b] for s in samples[name]])
 
     def per_call(name: str, side: str) -> float:
@@ -74,6 +98,9 @@ def figures(samples: dict[str, list[dict[str, float]]]) -> dict[str, float]:
         "cpu_ratio": ratio("get", "sdk", "raw"),
         "renew_cpu_ratio": ratio("renew", "sdk", "raw"),
         "uvloop_cpu_ratio": ratio("uvloop", "sdk", "raw"),
+        "cpu_ratio_of_totals": of_totals("get", "sdk", "raw"),
+        "renew_cpu_ratio_of_totals": of_totals("renew", "sdk", "raw"),
+        "uvloop_cpu_ratio_of_totals": of_totals("uvloop", "sdk", "raw"),
         "vs_httpx": ratio("get", "sdk", "httpx"),
         "sdk_cpu_per_request_us": per_call("get", "sdk"),
         "raw_cpu_per_request_us": per_call("get", "raw"),
@@ -98,7 +125,7 @@ def overhead(cfg: Config) -> dict[str, Any]:
         headers = raw_headers(server)
         body = {"DeviceId": "00000000-0000-4000-8000-000000000001", "Otp": OTP}
 
-        async def repetition(kind: str, with_httpx: bool) -> dict[str, float]:
+        async def repetition(kind: str, with_httpx: bool) -> dict[str, Any]:
             async with (
                 sdk_client(server, conc) as client,
                 aiohttp.ClientSession(
@@ -137,7 +164,7 @@ def overhead(cfg: Config) -> dict[str, Any]:
                 return await interleave(sides, conc, rounds, chunk)
 
         pairs = {"get": ("asyncio", True), "renew": ("asyncio", False), "uvloop": ("uvloop", False)}
-        samples: dict[str, list[dict[str, float]]] = {name: [] for name in pairs}
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in pairs}
         for _ in range(cfg.overhead_reps):
             for name, (loop, with_httpx) in pairs.items():
                 gc.collect()
