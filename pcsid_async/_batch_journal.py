@@ -14,9 +14,10 @@
   :class:`InterruptedRenewalError` for a device an earlier run left in flight, else a
   :class:`PcsidError` whose message carries the recorded error type and message. A RENEWED
   record yields a RENEWED outcome with no error.
-* ``mark_sending`` and ``record_soon`` go through a :class:`GroupCommitter`: a writer thread
-  commits every write waiting at that moment in one durable transaction, so the event loop
-  never waits on the disk and many devices share one fsync. A worker waits for its device's
+* ``mark_sending`` and ``record_soon`` go through a :class:`GroupCommitter`
+  (``_group_commit``): a writer thread commits every write waiting at that moment in one
+  durable transaction, so the event loop never waits on the disk and many devices share
+  one fsync. A worker waits for its device's
   ``sending`` mark before the POST; it does not wait for the outcome's record (its next
   device's mark shares that commit), but the batch hands an outcome out only once its record
   is durable. A cancellation while marking leaves the commit to finish: the journal then
@@ -28,26 +29,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
-from . import _journal_rules as _rules
-from ._decode import scrub
 from ._errors import InterruptedRenewalError, InvalidArgumentError, PcsidError
+from ._group_commit import GroupCommitter
 from ._journal import Action, Decision, RenewalJournal
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
     from ._batch import OutcomeState, RenewalOutcome, RenewalRequest
-    from ._client import PcsidClient
-    from ._journal_store import Row
-
-    _Write: TypeAlias = "tuple[RenewalRequest, str] | RenewalOutcome"
 
 __all__ = ["GroupCommitter", "check_journal", "recorded_outcome", "start_run"]
-
-logger: Final = logging.getLogger("pcsid_async")
 
 
 def check_journal(journal: object) -> None:
@@ -108,120 +99,3 @@ def recorded_outcome(
         attempts=0,
         elapsed=0.0,
     )
-
-
-class GroupCommitter:
-    """Commits the batch's journal writes in groups: one durable commit for all waiting.
-
-    Each ``mark_sending``/``record`` of a device waits until a commit that holds it has
-    returned (so ``sending`` is on disk before the POST leaves), but the devices that queue
-    up while a commit runs share the next one: one fsync for many devices instead of two per
-    device. A single writer thread runs the commits; the loop's own reads (``decide``) only
-    share the journal's connection lock. A waiter cancelled meanwhile does not withdraw its
-    write: a ``sending`` mark still lands (the next run calls that device interrupted).
-    """
-
-    def __init__(self, journal: RenewalJournal, client: PcsidClient) -> None:
-        self.journal = journal
-        self._token = client._token
-        self._queue: list[tuple[_Write, asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        # Each device in flight: its sending row's OTP fingerprint, reused for its outcome.
-        self._fingerprints: dict[str, str | None] = {}
-
-    async def mark_sending(self, request: RenewalRequest, vat: str) -> None:
-        """Commit ``sending`` for ``request``; durable on return."""
-        await self._submit((request, vat))
-
-    async def record(self, outcome: RenewalOutcome) -> None:
-        """Commit ``outcome`` as its device's final state; durable on return."""
-        failure = await self.record_soon(outcome)
-        if failure is not None:
-            raise failure
-
-    def record_soon(self, outcome: RenewalOutcome) -> asyncio.Future[BaseException | None]:
-        """Queue ``outcome``'s commit: the future's result is ``None`` once it is durable.
-
-        The worker need not wait: its next device's ``sending`` mark joins the same group, so
-        a device costs one commit wait instead of two, and the batch waits for the future
-        before it hands the outcome over. A failed commit is the future's *result* (the
-        exception), not its exception, so an outcome nobody waits for any more (the caller
-        stopped iterating) leaves no "exception never retrieved" behind.
-        """
-        return self._enqueue(outcome)
-
-    def report(self, outcome: RenewalOutcome, failure: BaseException | None) -> None:
-        """Warn that ``outcome``'s record failed (``failure``); nothing when it is durable.
-
-        The outcome is still handed out (the device was dealt with); its row keeps the
-        ``sending`` mark, so the next run reports it interrupted and never sends it again.
-        """
-        if failure is not None:
-            text = scrub(str(failure), (self._token, str(outcome.request.otp)))
-            logger.warning(
-                "the journal could not record device %r (%s: %s); it stays marked sending, "
-                "so a resumed run reports it UNKNOWN and does not send it again",
-                outcome.device_id,
-                type(failure).__name__,
-                text,
-            )
-
-    async def _submit(self, write: _Write) -> None:
-        await self._enqueue(write)
-
-    def _enqueue(self, write: _Write) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((write, future))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain(), name="pcsid-journal-commits")
-        return future
-
-    async def _drain(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue, []
-            try:
-                await asyncio.to_thread(self._commit, [write for write, _ in group])
-            except BaseException as exc:
-                for write, future in group:
-                    if future.done():
-                        continue
-                    if isinstance(write, tuple):  # a sending mark: its POST must not leave
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(exc)
-                if isinstance(exc, Exception):
-                    continue
-                raise
-            for _, future in group:
-                if not future.done():
-                    future.set_result(None)
-
-    def _commit(self, writes: list[_Write]) -> None:
-        """One transaction for ``writes`` (run in a thread; the only writer of the batch).
-
-        The fingerprints and records are computed here, off the event loop, with one
-        timestamp for the group; the ``sending`` marks go first, then the outcomes (a device
-        has at most one write in a group: its outcome waits for its ``sending`` commit).
-        """
-        journal = self.journal
-        now = _rules.now()
-        sending: list[Row] = []
-        outcomes: list[Row] = []
-        secrets = (self._token,)
-        fingerprints = self._fingerprints
-        for write in writes:
-            if isinstance(write, tuple):
-                request, vat = write
-                row = journal.sending_row(request.device_id, request.otp, vat, now)
-                fingerprints[row[0]] = row[3]
-                sending.append(row)
-            else:
-                fp = fingerprints.pop(str(write.device_id), None)
-                outcomes.append(journal.outcome_row(write, secrets, now, otp_fp=fp)[0])
-        journal.write(sending, outcomes)
-
-    async def wait(self) -> None:
-        """Wait until every queued write is committed (or has failed)."""
-        while self._task is not None and not self._task.done():
-            await asyncio.wait({self._task})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from pcsid_async import (
     RenewalJournal,
     RenewalOutcome,
     RenewalRequest,
+    _group_commit,
 )
 from pcsid_async._batch_journal import GroupCommitter, recorded_outcome
 from pcsid_async._journal import Action, Decision
@@ -297,6 +300,54 @@ async def test_a_cancelled_write_still_lands_and_wait_drains_the_commits(
         await commits.wait()
     assert marking.cancelled()
     assert [r.state for r in journal.rows()] == ["sending"]  # honest: the next run says so
+    journal.close()
+
+
+async def test_the_writer_commits_while_the_loop_is_busy_and_stops_after_wait(
+    fake: FakeClearTax, tmp_path: Path
+) -> None:
+    (request,) = _requests(fake, 1)
+    path = tmp_path / "j.journal"
+    journal = RenewalJournal(path).open()
+    journal.begin(vat=VAT)
+    async with PcsidClient(TOKEN, VAT, base_url=fake.url) as client:
+        commits = GroupCommitter(journal, client)
+        marking = asyncio.ensure_future(commits.mark_sending(request, VAT))
+        await asyncio.sleep(0)  # queued
+        # The loop is blocked from here on: only the writer thread can commit the mark.
+        give_up = time.monotonic() + 30
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            query = "SELECT state FROM devices WHERE device_id = ?"
+            while reader.execute(query, (request.device_id,)).fetchone() is None:
+                assert time.monotonic() < give_up, "the mark never landed"
+                time.sleep(0.001)  # noqa: ASYNC251 - blocking the loop is the point
+        assert not marking.done()  # committed, but the loop has not run since to settle it
+        await marking
+        await commits.wait()
+        while any(t.name == "pcsid-journal-writer" for t in threading.enumerate()):
+            assert time.monotonic() < give_up, "the writer thread did not stop"
+            await asyncio.sleep(0.001)
+        await commits.mark_sending(RenewalRequest("dev-later", fake.issue_otp()), VAT)
+        await commits.wait()  # a write after wait() starts a writer again
+    assert [r.state for r in journal.rows()] == ["sending", "sending"]
+    journal.close()
+
+
+async def test_an_idle_writer_stops_without_wait(
+    fake: FakeClearTax, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_group_commit, "_IDLE_EXIT", 0.005)
+    (request,) = _requests(fake, 1)
+    journal = RenewalJournal(tmp_path / "j.journal").open()
+    journal.begin(vat=VAT)
+    async with PcsidClient(TOKEN, VAT, base_url=fake.url) as client:
+        commits = GroupCommitter(journal, client)
+        await commits.mark_sending(request, VAT)  # and no wait(): an abandoned batch
+        give_up = time.monotonic() + 30
+        while any(t.name == "pcsid-journal-writer" for t in threading.enumerate()):
+            assert time.monotonic() < give_up, "the idle writer thread did not stop"
+            await asyncio.sleep(0.001)
+    assert [r.state for r in journal.rows()] == ["sending"]
     journal.close()
 
 
