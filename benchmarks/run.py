@@ -97,6 +97,7 @@ INFO: tuple[tuple[str, str, str], ...] = (
     ("memory", "rawpool_per_device_bytes", "raw pool RSS growth per device (floor), bytes"),
     ("memory", "per_inflight_kib", "SDK RSS per request in flight (1,000 at once), KiB"),
     ("memory", "rawpool_per_inflight_kib", "raw pool RSS per request in flight, KiB"),
+    ("journal", "wall_overhead_latency", "batch wall with journal / without, 20 ms, conc. 20"),
 )
 
 
