@@ -71,8 +71,7 @@ async def interleave(
 
 
 def round_ratios(samples: list[dict[str, Any]], a: str, b: str) -> list[float]:
-    """``a`` / ``b`` CPU per call of every round of every repetition (the pairs that ran
-    back to back)."""
+    """``a`` / ``b`` CPU per call, one ratio per round of every repetition (back to back)."""
     return [x / y for s in samples for x, y in zip(s["rounds"][a], s["rounds"][b], strict=True)]
 
 

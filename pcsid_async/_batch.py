@@ -38,11 +38,10 @@ from ._validate import check_positive
 
 if TYPE_CHECKING:
     from ._client import PcsidClient
+    from ._renewal import Handed
 
 __all__ = ["OutcomeState", "RenewalOutcome", "RenewalRequest", "renew_many"]
 
-# An outcome and, with a journal, the future of its record's commit.
-_Handed = tuple[RenewalOutcome, "asyncio.Future[BaseException | None] | None"]
 _END: Final = object()
 # A worker still running this long after its cancellation is cancelled again.
 _RECANCEL_AFTER: Final = 1.0
@@ -71,47 +70,46 @@ class _Batch:
 
     # --- the source --------------------------------------------------------------------------
 
-    async def _pull(self) -> object:
-        """The next raw item, or ``_END``."""
-        if not self._started:
-            self._started = True
+    def _start(self) -> None:
+        """Open the source on the first pull (``iter``/``aiter`` may raise: a failed source)."""
+        self._started = True
+        try:
             if isinstance(self._requests, AsyncIterable):
                 self._async = aiter(self._requests)
             else:
                 self._sync = iter(self._requests)
-        if self._async is not None:
-            return await anext(self._async, _END)
-        assert self._sync is not None
-        return next(self._sync, _END)
+        except Exception as exc:  # the caller's iterable failed: stop pulling, report it
+            self._failed(exc)
 
     async def next_request(self) -> tuple[RenewalRequest, bool] | None:
         """The next request and whether it repeats an earlier device id; ``None`` at the end.
 
-        Pulled under a lock (an async iterator must not be entered twice at once), and the
-        duplicate check happens under it too, so "first occurrence" means source order. A
-        plain iterable needs no lock: pulling from it never yields to the loop.
+        An async iterator is pulled under a lock (it must not be entered twice at once) and
+        its duplicate check happens under it too, so "first occurrence" means source order.
+        A plain iterable needs no lock: pulling from it never yields to the loop.
         """
+        if not self._started:
+            self._start()
         if self._sync is not None:
-            return self._next_sync(self._sync)
-        async with self._lock:
             if self._exhausted:
                 return None
             try:
-                item = await self._pull()
+                item = next(self._sync, _END)
             except Exception as exc:  # the caller's iterable failed: stop pulling, report it
                 self._failed(exc)
                 return None
             return self._admit(item)
-
-    def _next_sync(self, source: Iterator[object]) -> tuple[RenewalRequest, bool] | None:
-        if self._exhausted:
+        if self._async is None:  # the source could not be opened
             return None
-        try:
-            item = next(source, _END)
-        except Exception as exc:  # the caller's iterable failed: stop pulling, report it
-            self._failed(exc)
-            return None
-        return self._admit(item)
+        async with self._lock:
+            if self._exhausted:
+                return None
+            try:
+                item = await anext(self._async, _END)
+            except Exception as exc:  # the caller's iterable failed: stop pulling, report it
+                self._failed(exc)
+                return None
+            return self._admit(item)
 
     def _failed(self, exc: Exception) -> None:
         self._exhausted = True
@@ -135,7 +133,7 @@ class _Batch:
         seen.add(device_id)
         return request, duplicate
 
-    async def work(self, queue: asyncio.Queue[_Handed | None]) -> None:
+    async def work(self, queue: asyncio.Queue[Handed | None]) -> None:
         """One worker: pull, renew, hand over the outcome; until the source ends."""
         renewer = self.renewer
         try:
@@ -281,7 +279,7 @@ async def _renew_many(
 ) -> AsyncGenerator[RenewalOutcome, None]:
     self._transport.check_loop()  # once for the batch, not as an outcome per device
     # Bounded: a slow consumer stalls the workers instead of piling up outcomes.
-    queue: asyncio.Queue[_Handed | None] = asyncio.Queue(maxsize=workers)
+    queue: asyncio.Queue[Handed | None] = asyncio.Queue(maxsize=workers)
     loop = asyncio.get_running_loop()
     journal = batch.journal
     opened = journal is not None and await _batch_journal.start_run(journal, self.vat)

@@ -17,13 +17,13 @@
 * ``mark_sending`` and ``record_soon`` go through a :class:`GroupCommitter`
   (``_group_commit``): a writer thread commits every write waiting at that moment in one
   durable transaction, so the event loop never waits on the disk and many devices share
-  one fsync. A worker waits for its device's
-  ``sending`` mark before the POST; it does not wait for the outcome's record (its next
-  device's mark shares that commit), but the batch hands an outcome out only once its record
-  is durable. A cancellation while marking leaves the commit to finish: the journal then
-  says ``sending`` and the next run reports the device interrupted (UNKNOWN), never
-  re-sends it. A record that fails to commit is logged, the outcome still handed out, and
-  the row keeps its ``sending`` mark (so again: UNKNOWN, never re-sent).
+  one fsync. A worker waits for its device's ``sending`` mark before the POST; it does not
+  wait for the outcome's record (its next device's mark shares that commit), but the batch
+  hands an outcome out only once its record is durable. A cancellation while marking
+  leaves the commit to finish: the journal then says ``sending`` and the next run reports
+  the device interrupted (UNKNOWN), never re-sends it. A record that fails to commit is
+  logged, the outcome still handed out, and the row keeps its ``sending`` mark (so again:
+  UNKNOWN, never re-sent).
 """
 
 from __future__ import annotations

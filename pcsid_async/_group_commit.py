@@ -20,7 +20,6 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from . import _journal_rules as _rules
@@ -147,7 +146,9 @@ class GroupCommitter:
                 failure = exc
         loops = {id(loop): loop for _, _, loop in group}
         for loop in loops.values():
-            _call_soon(loop, _settle, [item for item in group if item[2] is loop], failure)
+            mine = [item for item in group if item[2] is loop]
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, mine, failure)
 
     def _commit(self, writes: list[_Write]) -> None:
         """One transaction for ``writes`` (the only writer of the batch).
@@ -172,11 +173,6 @@ class GroupCommitter:
                 fp = fingerprints.pop(str(write.device_id), None)
                 outcomes.append(journal.outcome_row(write, secrets, now, otp_fp=fp)[0])
         journal.write(sending, outcomes)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-        loop.call_soon_threadsafe(callback, *args)
 
 
 def _settle(group: list[_Item], failure: BaseException | None) -> None:

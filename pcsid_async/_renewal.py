@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
     # A journal record's commit: its result is None once durable, else why it failed.
     Recorded: TypeAlias = asyncio.Future[BaseException | None]
+    # An outcome and, with a journal, its record's commit: what the batch hands over.
+    Handed: TypeAlias = tuple[RenewalOutcome, Recorded | None]
 
 __all__ = ["Renewer"]
 
@@ -86,9 +88,7 @@ class Renewer:
         self._vat_refused: dict[str, tuple[str, PermissionDeniedError]] = {}
         self._unreachable = UnreachableBreaker(unreachable_after)
 
-    async def outcome(
-        self, request: RenewalRequest, duplicate: bool
-    ) -> tuple[RenewalOutcome, Recorded | None]:
+    async def outcome(self, request: RenewalRequest, duplicate: bool) -> Handed:
         """Exactly one outcome for ``request``, whatever happens (cancellation aside).
 
         With a journal, also the future of its record's commit (see

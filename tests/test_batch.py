@@ -252,6 +252,41 @@ class TestExactlyOneOutcomePerRequest:
             await drain(client.renew_many(source(), concurrency=2), seen)
         assert sorted(o.device_id for o in seen) == sorted(d for d, _ in pairs)
 
+    async def test_an_exception_of_an_async_source_is_reraised_after_pulled_devices_finish(
+        self, fake: FakeClearTax, client: PcsidClient
+    ) -> None:
+        pairs = devices(fake, 3)
+
+        async def source() -> AsyncIterator[tuple[str, str]]:
+            for pair in pairs:
+                yield pair
+            raise LookupError("the feed went away")
+
+        seen: list[RenewalOutcome] = []
+        with pytest.raises(LookupError, match="feed"):
+            await drain(client.renew_many(source(), concurrency=2), seen)
+        assert sorted(o.device_id for o in seen) == sorted(d for d, _ in pairs)
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    async def test_a_source_that_cannot_be_opened_is_reraised_with_nothing_sent(
+        self, fake: FakeClearTax, client: PcsidClient, kind: str
+    ) -> None:
+        class Unopenable:
+            def __iter__(self) -> Iterator[tuple[str, str]]:
+                raise LookupError("no such sheet")
+
+            def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
+                raise LookupError("no such sheet")
+
+        source: Any = Unopenable()
+        if kind == "sync":
+            del Unopenable.__aiter__
+        seen: list[RenewalOutcome] = []
+        with pytest.raises(LookupError, match="no such sheet"):
+            await drain(client.renew_many(source, concurrency=2), seen)
+        assert seen == []
+        assert fake.count("renew") == 0
+
     async def test_bad_input_of_one_device_fails_it_without_a_request(
         self, fake: FakeClearTax, client: PcsidClient
     ) -> None:

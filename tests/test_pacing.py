@@ -238,9 +238,9 @@ async def test_the_pacer_keeps_its_rate_and_no_1s_window_holds_more_than_the_lim
     assert max(bisect.bisect_left(starts, t + 1.0) - k for k, t in enumerate(starts)) <= rate
     # ... and the loop's lateness never adds up: the rate over the run is kept (0.985 x by
     # design: T is 1.5 % above 1/R so that the window bound holds with the tolerance and
-    # 5 ms to spare for the trip to the server). That is
-    # promised while the loop is never more than J late; a test process starved of CPU for
-    # longer (other jobs on every core) restarts the timeline, by design, without a burst.
+    # 5 ms to spare for the trip to the server). That is promised while the loop is never
+    # more than J late; a test process starved of CPU for longer (other jobs on every core)
+    # restarts the timeline, by design, without a burst.
     if worst_lateness <= _LATENESS_ALLOWANCE:
         assert (len(starts) - 1) / (starts[-1] - starts[0]) >= 0.98 * rate
 
