@@ -8,13 +8,20 @@ Time is not this module's concern: the transport's per-attempt deadline covers t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Final
 
 import aiohttp
 
 from ._errors import ResponseTooLargeError
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "check_max_response_bytes", "read_bounded"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "check_max_response_bytes",
+    "declared_length",
+    "read_first",
+    "read_rest",
+]
 
 # ClearTax's answers are under a few KB; 1 MiB leaves a wide margin for long error lists
 # while 200 concurrent bombs stay at a few hundred MB at worst.
@@ -30,25 +37,39 @@ def check_max_response_bytes(value: object) -> int:
     return value
 
 
-async def read_bounded(
+def declared_length(
     response: aiohttp.ClientResponse, limit: int, *, method: str, path: str
-) -> bytes:
-    """The whole body of ``response`` (decoded), or :class:`ResponseTooLargeError` past ``limit``.
+) -> int | None:
+    """The body's declared size (``None``: unknown); :class:`ResponseTooLargeError` past ``limit``.
 
     A ``Content-Length`` over the cap is refused before reading when the body is not
-    compressed (a compressed body's length says nothing certain about its decoded size).
+    compressed (a compressed body's length says nothing certain about its decoded size, so
+    it counts as unknown).
     """
     length = response.content_length
     if length is not None and response.headers.get("Content-Encoding"):
-        length = None  # a compressed body's length says nothing certain about its size
+        return None
     if length is not None and length > limit:
         raise ResponseTooLargeError(
             limit=limit, method=method, path=path, status_code=response.status
         )
+    return length
+
+
+def read_first(response: aiohttp.ClientResponse) -> Awaitable[bytes]:
+    """The body's first chunk: await it.
+
+    When its size is the declared length it is the whole body (aiohttp reads no more than
+    that); otherwise :func:`read_rest` goes on.
+    """
+    return response.content.read(_CHUNK)
+
+
+async def read_rest(
+    response: aiohttp.ClientResponse, chunk: bytes, limit: int, *, method: str, path: str
+) -> bytes:
+    """The body from its first ``chunk`` on, a chunk at a time, stopping past ``limit``."""
     content = response.content
-    chunk = await content.read(_CHUNK)
-    if length is not None and len(chunk) == length:
-        return chunk  # the whole declared body (aiohttp reads no more than that)
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -1,23 +1,68 @@
 """Our errors for an attempt that got no answer: a timeout, or a connection failure.
 
-The transport decides whether the request may have reached the server; these word it.
+:func:`send_failure` decides whether the request may have reached the server (from what
+the session's connector saw) and words the error.
 Messages name the method, the path and aiohttp's reason (host and port at most), never a
 header or a body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final, TypeVar
 
 import aiohttp
 
+from ._deadlines import Deadline
 from ._errors import APIConnectionError, APITimeoutError
 from ._retrying import CallState
+from ._session import _SendTrace
+from ._stale import refused_unsent
 
-__all__ = ["connection_error", "timeout_error"]
+__all__ = ["connection_error", "send_failure", "timeout_error"]
 
 logger: Final = logging.getLogger("pcsid_async")
+
+
+def send_failure(
+    state: CallState[Any],
+    exc: BaseException,
+    trace: _SendTrace,
+    traced: bool,
+    deadline: Deadline | None,
+    seconds: float | None,
+) -> APIConnectionError | None:
+    """Our error for an attempt whose send raised ``exc``, or ``None``: let ``exc`` through.
+
+    The error's ``__cause__`` is set (raise it ``from`` that). ``traced``: the session is our
+    own, whose connector filled in ``trace``; ``deadline`` (closed here) is the attempt's,
+    of ``seconds``.
+    """
+    if deadline is not None and deadline.close(exc):
+        # Our own deadline's cancellation: what asyncio.timeout raises, from it.
+        expired = TimeoutError()
+        expired.__cause__ = exc
+        exc = expired
+    elif not isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        if not isinstance(exc, (aiohttp.ClientError, OSError)):
+            return None
+        failure: APIConnectionError = connection_error(state, _reached(trace, traced, exc), exc)
+        failure.__cause__ = exc
+        return failure
+    failure = timeout_error(state, _reached(trace, traced, exc), seconds)
+    failure.__cause__ = exc
+    return failure
+
+
+def _reached(trace: _SendTrace, traced: bool, exc: BaseException) -> bool:
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return False  # no connection was ever established
+    if traced:
+        # One connection handed over (aiohttp re-sends only idempotent requests) and
+        # its one write refused: not one byte went out.
+        return trace.written > 0 and not (trace.written == 1 and refused_unsent(exc))
+    return True  # a borrowed session cannot tell us: assume the worst
 
 
 def timeout_error(state: CallState[Any], reached: bool, seconds: float | None) -> APITimeoutError:

@@ -25,15 +25,15 @@ from typing import Any, Final, TypeVar
 import aiohttp
 from yarl import URL
 
-from ._bounded import read_bounded
+from ._bounded import declared_length, read_first, read_rest
 from ._config import RetryPolicy
 from ._deadlines import HAS_UNCANCEL as _HAS_UNCANCEL
 from ._deadlines import NO_AIOHTTP_TIMER as _NO_AIOHTTP_TIMER
 from ._deadlines import Deadline as _Deadline
 from ._deadlines import Deadlines as _Deadlines
 from ._decode import _request_id, parse_retry_after
-from ._errors import APIConnectionError, APITimeoutError, ClientClosedError, PcsidError
-from ._failures import connection_error, timeout_error
+from ._errors import ClientClosedError, PcsidError
+from ._failures import send_failure
 from ._hooks import RequestHook, ResponseHook, request_event, response_event
 from ._loops import close_with_loop, other_loop
 from ._pacing import Gate as _Gate
@@ -42,7 +42,6 @@ from ._retrying import CALL_STARTED as _CALL_STARTED
 from ._retrying import CallState as _CallState
 from ._retrying import CallStats, Retries
 from ._session import _SENDING, _SendTrace, new_session
-from ._stale import refused_unsent
 from ._validate import check_base_url
 
 __all__ = ["CallStats", "Decoder", "Transport", "check_base_url"]
@@ -89,7 +88,7 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         # A borrowed session has its own connector, not our _Connector, so for it "reached
-        # the server" falls back to the exception type (see _connection_error).
+        # the server" falls back to the exception type (see _failures.send_failure).
         self._traced = session is None
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs or ())
@@ -267,9 +266,76 @@ class Transport:
             try:
                 if not self._pacer.idle:
                     await self._pacer.wait()
-                status, headers, body = await self._send(state)
+                # The request itself is inline, not a coroutine of its own: every layer of
+                # coroutines is paid again each time the call suspends and resumes.
+                session = self._session
+                if session is None or self._loop is None or self._closed:
+                    session = self._get_session()
+                trace = _SendTrace()
+                debug = logger.isEnabledFor(logging.DEBUG)
+                started = time.perf_counter() if debug else 0.0
+                timeout = state.timeout or self._timeout
+                deadline: _Deadline | None = None
+                if _HAS_UNCANCEL and timeout.total is not None:
+                    deadline = self._deadlines.start(timeout.total)  # type: ignore[union-attr]
+                    timeout = _NO_AIOHTTP_TIMER
+                if self._on_request is not None or self._on_response is not None:
+                    request_event(self._on_request, state)
+                headers: Mapping[str, str] | None = state.headers
+                if self._owns_session:  # its defaults are the client's (set_default_headers)
+                    if headers is self._get_headers:
+                        headers = None
+                    elif headers is self._post_headers:
+                        headers = _POST_ONLY
+                sending = _SENDING.set(trace)
+                response: aiohttp.ClientResponse | None = None
+                try:
+                    # Awaited, not entered: ``async with`` adds five coroutines per request;
+                    # its exit is release() (which cancels a writer still running) and a wait
+                    # for that writer, and release() frees the connection once it stopped.
+                    response = await session.request(
+                        state.method,
+                        self._base + state.path,
+                        data=state.body,
+                        headers=headers,
+                        allow_redirects=False,
+                        # A borrowed session may raise for status; we decode every answer.
+                        raise_for_status=False,
+                        timeout=timeout,
+                    )
+                    limit = self._max_response_bytes
+                    length = declared_length(response, limit, method=state.method, path=state.path)
+                    body = await read_first(response)
+                    if length is None or len(body) != length:
+                        body = await read_rest(
+                            response, body, limit, method=state.method, path=state.path
+                        )
+                except BaseException as exc:
+                    seconds = (state.timeout or self._timeout).total
+                    ours = send_failure(state, exc, trace, self._traced, deadline, seconds)
+                    deadline = None  # closed by send_failure
+                    if ours is None:
+                        raise
+                    raise ours from ours.__cause__
+                finally:
+                    _SENDING.reset(sending)
+                    if response is not None:
+                        response.release()
+                    if deadline is not None:
+                        deadline.close(None)
             finally:
                 gate.give()
+            status = response.status
+            headers = response.headers
+            if debug:
+                logger.debug(
+                    "%s %s -> %d (attempt %d, %.1f ms)",
+                    state.method,
+                    state.path,
+                    status,
+                    state.attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
             if status in _PAUSING:
                 self._maybe_pause(status, headers)
             answer = state.decode(status, headers, body)
@@ -293,98 +359,9 @@ class Transport:
             _CALL_STARTED.reset(token)
         return result
 
-    async def _send(self, state: _CallState[Any]) -> tuple[int, Mapping[str, str], bytes]:
-        """One request through the gate: its answer, or our error for its failure."""
-        session = self._session
-        if session is None or self._loop is None or self._closed:
-            session = self._get_session()
-        trace = _SendTrace()
-        debug = logger.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
-        timeout = state.timeout or self._timeout
-        deadline: _Deadline | None = None
-        if _HAS_UNCANCEL and timeout.total is not None:
-            deadline = self._deadlines.start(timeout.total)  # type: ignore[union-attr]
-            timeout = _NO_AIOHTTP_TIMER
-        if self._on_request is not None or self._on_response is not None:
-            request_event(self._on_request, state)
-        headers: Mapping[str, str] | None = state.headers
-        if self._owns_session:  # its defaults are the client's (set_default_headers)
-            if headers is self._get_headers:
-                headers = None
-            elif headers is self._post_headers:
-                headers = _POST_ONLY
-        sending = _SENDING.set(trace)
-        try:
-            async with session.request(
-                state.method,
-                self._base + state.path,
-                data=state.body,
-                headers=headers,
-                allow_redirects=False,
-                # A borrowed session may raise for status; we decode every answer.
-                raise_for_status=False,
-                timeout=timeout,
-            ) as response:
-                body = await read_bounded(
-                    response,
-                    self._max_response_bytes,
-                    method=state.method,
-                    path=state.path,
-                )
-                status = response.status
-                headers = response.headers
-        except BaseException as exc:
-            if deadline is not None and deadline.close(exc):
-                deadline = None
-                # What asyncio.timeout raises, from the cancellation.
-                expired = TimeoutError()
-                expired.__cause__ = exc
-                raise self._timeout_error(state, trace, expired) from expired
-            deadline = None
-            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-                raise self._timeout_error(state, trace, exc) from exc
-            if isinstance(exc, (aiohttp.ClientError, OSError)):
-                raise self._connection_error(state, trace, exc) from exc
-            raise
-        finally:
-            _SENDING.reset(sending)
-            if deadline is not None:
-                deadline.close(None)
-        if debug:
-            logger.debug(
-                "%s %s -> %d (attempt %d, %.1f ms)",
-                state.method,
-                state.path,
-                status,
-                state.attempt,
-                (time.perf_counter() - started) * 1000,
-            )
-        return status, headers, body
-
     def _maybe_pause(self, status: int, headers: Mapping[str, str]) -> None:
         seconds = parse_retry_after(headers.get("Retry-After"))
         if seconds:
             seconds = min(seconds, self._policy.max_retry_after)
             logger.info("server answered %d: pausing new requests for %.3f s", status, seconds)
             self._pacer.pause(seconds)
-
-    def _reached(self, trace: _SendTrace, exc: BaseException) -> bool:
-        if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
-            return False  # no connection was ever established
-        if self._traced:
-            # One connection handed over (aiohttp re-sends only idempotent requests) and
-            # its one write refused: not one byte went out.
-            return trace.written > 0 and not (trace.written == 1 and refused_unsent(exc))
-        return True  # a borrowed session cannot tell us: assume the worst
-
-    def _timeout_error(
-        self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
-    ) -> APITimeoutError:
-        seconds = (state.timeout or self._timeout).total
-        return timeout_error(state, self._reached(trace, exc), seconds)
-
-    def _connection_error(
-        self, state: _CallState[Any], trace: _SendTrace, exc: BaseException
-    ) -> APIConnectionError:
-        return connection_error(state, self._reached(trace, exc), exc)
