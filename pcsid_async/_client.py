@@ -23,7 +23,7 @@ from yarl import URL
 from . import _batch, _onboarding, _options, _polling
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._config import RetryPolicy
-from ._decode import activity_decoder, decode_csid, decode_renewal
+from ._decode import activity_decoder, decode_csid, renewal_decoder
 from ._hooks import RequestHook, ResponseHook
 from ._models import ActivityStatus, CsidGenerationResult, RenewalResult
 from ._serde import wire_name
@@ -257,7 +257,7 @@ class PcsidClient:
             RENEW_PATH,
             headers=headers,
             body=body,
-            decode=partial(decode_renewal, method="POST", path=RENEW_PATH, secrets=secrets),
+            decode=renewal_decoder(secrets),
             safe=False,
             stats=_stats,
             timeout=per_call(timeout),

@@ -39,6 +39,7 @@ __all__ = [
     "decode_renewal",
     "error_for_status",
     "parse_retry_after",
+    "renewal_decoder",
     "scrub",
     "stamp",
 ]
@@ -260,6 +261,17 @@ def _decode_otp_answer(
             result, errors=tuple(_scrub_detail(e, secrets) for e in result.errors)
         )
     return result
+
+
+def renewal_decoder(
+    secrets: tuple[str, ...],
+) -> Callable[[int, Mapping[str, str], bytes], RenewalResult]:
+    """The decoder of one ``renew`` call: :func:`decode_renewal` with its secrets bound."""
+
+    def decode(status: int, headers: Mapping[str, str], body: bytes) -> RenewalResult:
+        return decode_renewal(status, headers, body, secrets=secrets)
+
+    return decode
 
 
 def decode_renewal(

@@ -120,8 +120,11 @@ def fast_activity(
     if meta.__class__ not in _DICT_OR_NONE:
         return None
     created = _fast_time(get("CreatedAt"))
-    updated = _fast_time(get("UpdatedAt"))
-    completed = _fast_time(get("CompletedAt"))
+    raw_updated = get("UpdatedAt")
+    updated = _fast_time(raw_updated)
+    raw_completed = get("CompletedAt")
+    # A finished activity's last update is its completion: the same text, parsed once.
+    completed = updated if raw_completed == raw_updated else _fast_time(raw_completed)
     if created is _BAD or updated is _BAD or completed is _BAD:
         return None
     # Counts: RequestMetaInfo first (where the contract puts them), then the other places.
