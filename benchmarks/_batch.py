@@ -14,6 +14,7 @@ from _scenarios import (
     alternate,
     devices,
     median,
+    median_interval,
     raw_headers,
     raw_session,
     sdk_client,
@@ -153,7 +154,7 @@ def batch(cfg: Config) -> dict[str, Any]:
     with ServerProcess("fixed", latency=0.2) as server:
         asyncio.run(sdk_batch(server, conc, conc))
         slow = alternate(
-            cfg.reps,
+            cfg.latency_reps,
             {
                 "sdk": lambda: asyncio.run(sdk_batch(server, slow_n, conc)),
                 "rawpool": lambda: asyncio.run(rawpool_batch(server, slow_n, conc)),
@@ -170,12 +171,15 @@ def batch(cfg: Config) -> dict[str, Any]:
     cpu_floor = n * sdk_cpu_us / 1e6
     return {
         "vs_rawpool": median(paired(samples, "sdk", "rawpool")),
+        "vs_rawpool_interval": median_interval(paired(samples, "sdk", "rawpool")),
         "vs_rawpool_pairs": paired(samples, "sdk", "rawpool"),
         "rawpool_wall_s": median([s["wall_s"] for s in samples["rawpool"]]),
         "rawpool_cpu_per_device_us": median([s["cpu_us_per_device"] for s in samples["rawpool"]]),
         "latency_bound": {
             "vs_rawpool": median(paired(slow, "sdk", "rawpool")),
+            "vs_rawpool_interval": median_interval(paired(slow, "sdk", "rawpool")),
             "vs_rawpool_pairs": paired(slow, "sdk", "rawpool"),
+            "repetitions": cfg.latency_reps,
             "sdk_wall_s": median([s["wall_s"] for s in slow["sdk"]]),
             "rawpool_wall_s": median([s["wall_s"] for s in slow["rawpool"]]),
             "ideal_s": slow_n * 0.2 / conc,

@@ -27,6 +27,7 @@ from _scenarios import (
     RAW_TIMEOUT,
     Config,
     median,
+    median_interval,
     raw_headers,
     sdk_client,
     workers,
@@ -87,6 +88,9 @@ def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     def ratio(name: str, a: str, b: str) -> float:
         return median(round_ratios(samples[name], a, b))
 
+    def interval(name: str, a: str, b: str) -> list[float]:
+        return median_interval(round_ratios(samples[name], a, b))
+
     def of_totals(name: str, a: str, b: str) -> float:
         return median([s[a] / s[b] for s in samples[name]])
 
@@ -97,6 +101,9 @@ def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
         "cpu_ratio": ratio("get", "sdk", "raw"),
         "renew_cpu_ratio": ratio("renew", "sdk", "raw"),
         "uvloop_cpu_ratio": ratio("uvloop", "sdk", "raw"),
+        "cpu_ratio_interval": interval("get", "sdk", "raw"),
+        "renew_cpu_ratio_interval": interval("renew", "sdk", "raw"),
+        "uvloop_cpu_ratio_interval": interval("uvloop", "sdk", "raw"),
         "cpu_ratio_of_totals": of_totals("get", "sdk", "raw"),
         "renew_cpu_ratio_of_totals": of_totals("renew", "sdk", "raw"),
         "uvloop_cpu_ratio_of_totals": of_totals("uvloop", "sdk", "raw"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import statistics
 import sys
 import time
@@ -40,6 +41,7 @@ class Config:
 
     quick: bool
     reps: int  # repetitions of each side of a scenario (batch, overhead), median reported
+    latency_reps: int = 5  # pairs of the latency-bound batch (mostly asleep on 200 ms answers)
     overhead_reps: int = 3
     overhead_chunk: int = 500  # calls per side per interleaved round
     polling_reps: int = 5  # runs at 200 activities (the targets)
@@ -76,6 +78,7 @@ class Config:
             return cls(
                 quick=True,
                 reps=3,
+                latency_reps=2,
                 overhead_reps=2,
                 polling_reps=2,
                 polling_heavy_reps=1,
@@ -101,6 +104,17 @@ class Config:
 def median(values: list[float]) -> float:
     """The median (of repetitions)."""
     return float(statistics.median(values))
+
+
+def median_interval(values: list[float], resamples: int = 2000) -> list[float]:
+    """A 95 % bootstrap interval of the median of ``values`` (seeded: the same for the same
+    values), so a verdict can say whether its bound lies outside the noise or within it.
+
+    With a handful of values it spans about their range: few pairs cannot settle much.
+    """
+    draw = random.Random(0).choices
+    medians = sorted(statistics.median(draw(values, k=len(values))) for _ in range(resamples))
+    return [float(medians[int(0.025 * resamples)]), float(medians[int(0.975 * resamples) - 1])]
 
 
 def alternate(reps: int, runs: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, list[Any]]:
@@ -230,8 +244,10 @@ def journal(cfg: Config) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         fast = pairs(0.0, n, conc, tmp)
         slow = pairs(0.020, slow_n, slow_conc, tmp)
+    ratios = [p["journal_us"] / p["plain_us"] for p in fast]
     return {
-        "cpu_overhead": median([p["journal_us"] / p["plain_us"] for p in fast]),
+        "cpu_overhead": median(ratios),
+        "cpu_overhead_interval": median_interval(ratios),
         "wall_overhead_latency": median([p["journal_s"] / p["plain_s"] for p in slow]),
         "devices": n,
         "latency_devices": slow_n,

@@ -144,15 +144,30 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             out[f"{scenario}.{key}"] = {"skipped": results[scenario].get("skipped"), "what": what}
             continue
         below = low is not None and value < low
+        ok = not below and value <= high
+        interval = lookup(results, scenario, key + "_interval")
         out[f"{scenario}.{key}"] = {
             "value": value,
             "lower": low,
             "target": high,
-            "ok": not below and value <= high,
+            "ok": ok,
             "harness_error": below and f"{scenario}.{key}" not in LOWER_IS_TARGET,
             "what": what,
+            # The median's 95 % interval over the paired samples (where there are pairs) and
+            # whether all of it lies on the verdict's side of the bound: a verdict whose
+            # interval straddles its bound is within this machine's noise.
+            "interval": interval,
+            "clear": None if interval is None else clear(interval, low, high, ok),
         }
     return out
+
+
+def clear(interval: list[float], low: float | None, high: float, ok: bool) -> bool:
+    """Whether the whole ``interval`` agrees with the verdict ``ok`` against [low, high]."""
+    lo, hi = interval
+    if ok:
+        return hi <= high and (low is None or lo >= low)
+    return lo > high or (low is not None and hi < low)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -160,16 +175,23 @@ def table(results: dict[str, Any]) -> str:
     lines = []
     for name, v in results["targets"].items():
         if "value" not in v:
-            lines.append(f"  SKIP  {name:38} {v['skipped']}  ({v['what']})")
+            lines.append(f"  SKIP    {name:38} {v['skipped']}  ({v['what']})")
             continue
         bound = (f"[{v['lower']:g}, {v['target']:g}]") if v["lower"] else f"<= {v['target']:g}"
         mark = "HARNESS ERROR" if v["harness_error"] else ("ok" if v["ok"] else "MISSED")
-        lines.append(f"  {mark:5} {name:38} {v['value']:9.3f}  {bound:14} {v['what']}")
+        if v.get("clear") is False:
+            mark += "~"
+        spread = "" if not v.get("interval") else "{:.3f}-{:.3f}".format(*v["interval"])
+        lines.append(f"  {mark:7} {name:38} {v['value']:9.3f}  {spread:11}  {bound:14} {v['what']}")
+    lines.append(
+        "  (median; beside it its 95 % interval over the paired samples, where there are pairs;"
+        "\n   ~ = the interval straddles the bound: the verdict is within this machine's noise)"
+    )
     lines.append("information (no target):")
     for scenario, key, what in INFO:
         value = lookup(results, scenario, key)
         if value is not None:
-            lines.append(f"        {scenario + '.' + key:38} {value:9.3f}  {what}")
+            lines.append(f"          {scenario + '.' + key:38} {value:9.3f}  {what}")
     return "\n".join(lines)
 
 
