@@ -76,7 +76,7 @@ def round_ratios(samples: list[dict[str, Any]], a: str, b: str) -> list[float]:
     return [x / y for s in samples for x, y in zip(s["rounds"][a], s["rounds"][b], strict=True)]
 
 
-def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The ratios and CPU per call (µs) of each pair.
 
     A ratio is the median of its round pairs' ratios (``round_ratios``): a spell of the
@@ -85,29 +85,26 @@ def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     (``*_of_totals``) for comparison.
     """
 
-    def ratio(name: str, a: str, b: str) -> float:
-        return median(round_ratios(samples[name], a, b))
-
-    def interval(name: str, a: str, b: str) -> list[float]:
-        return median_interval(round_ratios(samples[name], a, b))
-
     def of_totals(name: str, a: str, b: str) -> float:
         return median([s[a] / s[b] for s in samples[name]])
 
     def per_call(name: str, side: str) -> float:
         return median([s[side] for s in samples[name]]) * 1e6
 
+    ratios: dict[str, Any] = {}
+    for key, name in (
+        ("cpu_ratio", "get"),
+        ("renew_cpu_ratio", "renew"),
+        ("uvloop_cpu_ratio", "uvloop"),
+    ):
+        rounds = round_ratios(samples[name], "sdk", "raw")
+        ratios[key], ratios[f"{key}_interval"] = median(rounds), median_interval(rounds)
     return {
-        "cpu_ratio": ratio("get", "sdk", "raw"),
-        "renew_cpu_ratio": ratio("renew", "sdk", "raw"),
-        "uvloop_cpu_ratio": ratio("uvloop", "sdk", "raw"),
-        "cpu_ratio_interval": interval("get", "sdk", "raw"),
-        "renew_cpu_ratio_interval": interval("renew", "sdk", "raw"),
-        "uvloop_cpu_ratio_interval": interval("uvloop", "sdk", "raw"),
+        **ratios,
         "cpu_ratio_of_totals": of_totals("get", "sdk", "raw"),
         "renew_cpu_ratio_of_totals": of_totals("renew", "sdk", "raw"),
         "uvloop_cpu_ratio_of_totals": of_totals("uvloop", "sdk", "raw"),
-        "vs_httpx": ratio("get", "sdk", "httpx"),
+        "vs_httpx": median(round_ratios(samples["get"], "sdk", "httpx")),
         "sdk_cpu_per_request_us": per_call("get", "sdk"),
         "raw_cpu_per_request_us": per_call("get", "raw"),
         "httpx_cpu_per_request_us": per_call("get", "httpx"),

@@ -107,10 +107,11 @@ def median(values: list[float]) -> float:
 
 
 def median_interval(values: list[float], resamples: int = 2000) -> list[float]:
-    """A 95 % bootstrap interval of the median of ``values`` (seeded: the same for the same
-    values), so a verdict can say whether its bound lies outside the noise or within it.
+    """A 95 % bootstrap interval of the median of ``values``.
 
-    With a handful of values it spans about their range: few pairs cannot settle much.
+    Seeded, so the same values give the same interval. A verdict uses it to say whether its
+    bound lies outside this machine's noise or within it. With a handful of values it spans
+    about their range: few pairs cannot settle much.
     """
     draw = random.Random(0).choices
     medians = sorted(statistics.median(draw(values, k=len(values))) for _ in range(resamples))
